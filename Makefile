@@ -1,0 +1,63 @@
+# freshdb's vocabulary. `make test` and `make demo` each run whatever setup is missing.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+BENCH_VENV := .bench-venv
+
+# Local stand-ins for the official images, built from Debian packages where no
+# registry is reachable (see docker/). Used when present; otherwise freshdb pulls
+# the official images.
+LOCAL_POSTGRES_IMAGE := freshdb-local/postgres:15
+LOCAL_MARIADB_IMAGE := freshdb-local/mariadb:10.11
+IMAGE_ENV = $(shell docker image inspect $(LOCAL_POSTGRES_IMAGE) >/dev/null 2>&1 && echo FRESHDB_POSTGRES_IMAGE=$(LOCAL_POSTGRES_IMAGE)) \
+            $(shell docker image inspect $(LOCAL_MARIADB_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MARIADB_IMAGE=$(LOCAL_MARIADB_IMAGE))
+
+.PHONY: setup venv engine images test test-unit demo lint format bench clean
+
+setup: venv engine images
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+engine:
+	bash docker/ensure-engine.sh
+
+images: engine
+	@if command -v debootstrap >/dev/null 2>&1 || [ -f /etc/debian_version ]; then \
+	  bash docker/build-images.sh; \
+	else \
+	  echo "freshdb setup: not building local images here; the official images will be pulled"; \
+	fi
+
+test: setup
+	env $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-unit: venv
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
+
+demo: setup
+	env $(IMAGE_ENV) $(BIN)/python examples/demo.py
+
+lint: venv
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy src
+
+format: venv
+	$(BIN)/ruff format src tests benchmarks examples
+	$(BIN)/ruff check --fix src tests benchmarks examples
+
+bench: setup
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install -q --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install -q -e '.[dev]' -r benchmarks/requirements.txt
+	env $(IMAGE_ENV) $(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache build src/*.egg-info

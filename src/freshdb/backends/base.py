@@ -1,0 +1,51 @@
+"""Where a database server runs: the interface every backend implements."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from typing import Any
+
+from freshdb.dialects.base import ServerAddress
+
+
+@dataclasses.dataclass(frozen=True)
+class RunningServer:
+    """A server that answers queries, and how freshdb came to have it."""
+
+    address: ServerAddress
+    mode: str
+    container_id: str | None = None
+    container_name: str | None = None
+    image: str | None = None
+    reused: bool = False
+    startup_seconds: float = 0.0
+
+    def describe(self) -> dict[str, Any]:
+        """A summary without secrets (for reports and ``stats()``)."""
+        return {
+            "mode": self.mode,
+            "host": self.address.host,
+            "port": self.address.port,
+            "container": self.container_name,
+            "container_id": self.container_id[:12] if self.container_id else None,
+            "image": self.image,
+            "reused": self.reused,
+            "startup_seconds": round(self.startup_seconds, 3),
+        }
+
+
+class ServerBackend(abc.ABC):
+    """Starts (or finds) a server and, where it owns one, stops it."""
+
+    @abc.abstractmethod
+    def start(self) -> RunningServer:
+        """Return a server that answers queries, starting one if needed."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Let go of the server: a throwaway container is removed, others stay."""
+
+    def check_alive(self) -> bool:
+        """Whether the server is still there (used to tell a dead server from a bug)."""
+        return True

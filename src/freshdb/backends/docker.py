@@ -1,0 +1,560 @@
+"""Servers in Docker containers: sticky (kept across sessions) or throwaway.
+
+Every Docker API call freshdb makes is in this module.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import datetime as dt
+import logging
+import os
+import secrets
+import signal
+import socket
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import Any, cast
+
+import docker.errors
+import filelock
+import platformdirs
+from docker.models.containers import Container
+from docker.models.images import Image
+from docker.utils import parse_repository_tag
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    stop_after_delay,
+    wait_exponential,
+)
+
+import docker
+from freshdb import naming
+from freshdb._version import __version__
+from freshdb.backends.base import RunningServer, ServerBackend
+from freshdb.backends.docker_discovery import LOOPBACK, Reachability, locate_docker, reachability
+from freshdb.config import Settings
+from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress
+from freshdb.errors import (
+    ContainerConflictError,
+    DockerUnavailableError,
+    FreshDBError,
+    ImageError,
+    ServerStartError,
+)
+
+log = logging.getLogger("freshdb")
+
+
+def state_directory() -> Path:
+    """Per-user state (locks) shared by every freshdb process of this user."""
+    path = Path(platformdirs.user_state_dir("freshdb", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def connect_docker() -> tuple[docker.DockerClient, str]:
+    """A client for the Docker engine found by :func:`locate_docker`, and its URL."""
+    location = locate_docker()
+    if location.url is None:
+        raise DockerUnavailableError(
+            "no Docker engine found (looked at: "
+            + "; ".join(location.tried)
+            + ") — start Docker (Docker Desktop, colima, OrbStack, podman or Docker Engine), "
+            "set DOCKER_HOST, or set FRESHDB_URL to use an existing database server"
+        )
+    try:
+        if location.source == "DOCKER_HOST":
+            client = docker.from_env(timeout=60)
+        else:
+            client = docker.DockerClient(
+                base_url=location.url,
+                timeout=60,
+                use_ssh_client=location.url.startswith("ssh://"),
+            )
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(
+            f"Docker engine not reachable at {location.url} (found via {location.source}: "
+            f"{_first_line(exc)}) — start Docker, or set FRESHDB_URL to use an existing "
+            "server"
+        ) from exc
+    return client, location.url
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class DockerBackend(ServerBackend):
+    """A tuned server in a Docker container, data on tmpfs, published on loopback."""
+
+    def __init__(self, settings: Settings, dialect: Dialect) -> None:
+        self.settings = settings
+        self.dialect = dialect
+        self.image_name = settings.image or dialect.default_image(settings.engine)
+        self._client: docker.DockerClient | None = None
+        self._docker_url = ""
+        self._container: Container | None = None
+
+    # -- public ---------------------------------------------------------------
+    def start(self) -> RunningServer:
+        started = time.perf_counter()
+        client = self.client()
+        reach = reachability(self._docker_url, engine_hostname=self.engine_hostname())
+        if reach.bind != LOOPBACK:
+            log.warning(
+                "publishing the database port on all interfaces: %s (set FRESHDB_HOST to "
+                "choose the address to connect to)",
+                reach.reason,
+            )
+        image = self.ensure_image(client)
+        spec = self.dialect.container_spec(self.settings, self.image_name, "")
+        if self.settings.mode == "throwaway":
+            self.reap_leaked_throwaways()
+            container, address = self._start_throwaway(client, image, spec, reach)
+            reused = False
+        else:
+            container, address, reused = self._start_sticky(client, image, spec, reach)
+        self._container = container
+        return RunningServer(
+            address=address,
+            mode=self.settings.mode,
+            container_id=container.id,
+            container_name=container.name,
+            image=self.image_name,
+            reused=reused,
+            startup_seconds=time.perf_counter() - started,
+        )
+
+    def stop(self) -> None:
+        container, self._container = self._container, None
+        if container is not None and self.settings.mode == "throwaway":
+            _THROWAWAYS.forget(container.id or "")
+            remove_container(container)
+
+    def check_alive(self) -> bool:
+        if self._container is None:
+            return False
+        try:
+            self._container.reload()
+        except docker.errors.DockerException:
+            return False
+        return bool(self._container.status == "running")
+
+    def engine_hostname(self) -> str | None:
+        """The host name the Docker engine reports for itself."""
+        try:
+            return str(self.client().info().get("Name") or "") or None
+        except docker.errors.DockerException:
+            return None
+
+    def client(self) -> docker.DockerClient:
+        """The Docker client, connected on first use."""
+        if self._client is None:
+            self._client, self._docker_url = connect_docker()
+        return self._client
+
+    # -- images -----------------------------------------------------------------
+    def ensure_image(self, client: docker.DockerClient) -> Image:
+        """The configured image, pulled (with progress logged) if it is not present."""
+        try:
+            return client.images.get(self.image_name)
+        except docker.errors.ImageNotFound:
+            pass
+        except docker.errors.DockerException as exc:
+            raise DockerUnavailableError(f"Docker failed to look up images: {exc}") from exc
+        repository, tag = parse_repository_tag(self.image_name)
+        log.info("pulling image %s", self.image_name)
+        variable = f"FRESHDB_{self.settings.engine.upper()}_IMAGE"
+        try:
+            last: dict[str, str] = {}
+            for event in client.api.pull(repository, tag=tag or "latest", stream=True, decode=True):
+                if "error" in event:
+                    raise ImageError(
+                        f"cannot pull image {self.image_name}: {event['error']} — check the "
+                        f"name and your registry access, or set FRESHDB_IMAGE / {variable} to "
+                        "an image you have"
+                    )
+                layer, status = event.get("id", ""), event.get("status", "")
+                if status and last.get(layer) != status:
+                    last[layer] = status
+                    log.info("pull %s: %s %s", self.image_name, layer, status)
+            return client.images.get(self.image_name)
+        except docker.errors.DockerException as exc:
+            raise ImageError(
+                f"cannot pull image {self.image_name}: {_first_line(exc)} — check the name "
+                f"and your registry access, or set FRESHDB_IMAGE / {variable} to an image "
+                "you have"
+            ) from exc
+
+    # -- containers -------------------------------------------------------------
+    def _shape(self, image: Image, spec: ContainerSpec, reach: Reachability) -> dict[str, Any]:
+        return {
+            "engine": self.settings.engine,
+            "image": self.image_name,
+            "image_id": image.id,
+            "command": list(spec.command),
+            "tmpfs_size": self.settings.tmpfs_size,
+            "bind": reach.bind,
+            "format": 1,
+        }
+
+    def _labels(self, shape_hash: str) -> dict[str, str]:
+        return {
+            naming.LABEL_MANAGED: "true",
+            naming.LABEL_ENGINE: self.settings.engine,
+            naming.LABEL_SETTINGS_HASH: shape_hash,
+            naming.LABEL_MODE: self.settings.mode,
+            naming.LABEL_VERSION: __version__,
+            naming.LABEL_PREFIX_NAME: self.settings.prefix,
+            naming.LABEL_OWNER_HOST: socket.gethostname(),
+            naming.LABEL_OWNER_PID: str(os.getpid()),
+            naming.LABEL_CREATED: dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        }
+
+    def _check_ours(self, container: Container) -> None:
+        labels = container.labels or {}
+        if labels.get(naming.LABEL_MANAGED) != "true" or (
+            labels.get(naming.LABEL_PREFIX_NAME) != self.settings.prefix
+        ):
+            raise ContainerConflictError(
+                f"a container named {container.name!r} exists but was not created by freshdb "
+                "(its labels say so); freshdb leaves it alone — rename or remove it yourself, "
+                "or set FRESHDB_PREFIX to use other names"
+            )
+
+    def _start_sticky(
+        self, client: docker.DockerClient, image: Image, spec: ContainerSpec, reach: Reachability
+    ) -> tuple[Container, ServerAddress, bool]:
+        shape = self._shape(image, spec, reach)
+        shape_hash = naming.settings_hash(shape)
+        name = naming.sticky_container_name(
+            self.settings.prefix,
+            self.settings.engine,
+            naming.settings_hash({"engine": self.settings.engine, "image": self.image_name}),
+        )
+        lock_path = state_directory() / "locks" / naming.lock_name(name, self._docker_url)
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
+                return self._find_or_create_sticky(client, name, shape_hash, image, spec, reach)
+        except filelock.Timeout as exc:
+            raise ServerStartError(
+                f"waited too long for another freshdb process to start {name} "
+                f"(lock {lock_path}) — is one stuck? `freshdb status` shows the server"
+            ) from exc
+
+    def _find_or_create_sticky(
+        self,
+        client: docker.DockerClient,
+        name: str,
+        shape_hash: str,
+        image: Image,
+        spec: ContainerSpec,
+        reach: Reachability,
+    ) -> tuple[Container, ServerAddress, bool]:
+        container = self._find(client, name)
+        for attempt in range(2):
+            reused = False
+            if container is not None:
+                self._check_ours(container)
+                if (container.labels or {}).get(naming.LABEL_SETTINGS_HASH) != shape_hash:
+                    log.info("replacing %s: its settings changed", name)
+                    remove_container(container)
+                    container = None
+                elif container.status == "running":
+                    reused = True
+                elif container.status == "paused":
+                    container.unpause()
+                    reused = True
+                elif container.status in ("exited", "created"):
+                    log.info("starting stopped container %s (its tmpfs starts empty)", name)
+                    container.start()
+                else:
+                    log.info("replacing %s: it is %s", name, container.status)
+                    remove_container(container)
+                    container = None
+            if container is None:
+                password = secrets.token_urlsafe(18)
+                container = self._create(client, name, shape_hash, spec, image, password, reach)
+                # If Docker said the name was taken, another host or user made it meanwhile.
+                self._check_ours(container)
+            try:
+                return container, self._wait_ready(container, spec, reach), reused
+            except ServerStartError:
+                if attempt == 0 and reused:
+                    log.warning("sticky server %s does not answer; replacing it", name)
+                    remove_container(container)
+                    container = None
+                    continue
+                raise
+        raise AssertionError("unreachable")
+
+    def _start_throwaway(
+        self, client: docker.DockerClient, image: Image, spec: ContainerSpec, reach: Reachability
+    ) -> tuple[Container, ServerAddress]:
+        name = naming.throwaway_container_name(self.settings.prefix, self.settings.engine)
+        password = secrets.token_urlsafe(18)
+        shape_hash = naming.settings_hash(self._shape(image, spec, reach))
+        container = self._create(client, name, shape_hash, spec, image, password, reach)
+        _THROWAWAYS.remember(container)
+        try:
+            return container, self._wait_ready(container, spec, reach)
+        except BaseException:
+            _THROWAWAYS.forget(container.id or "")
+            remove_container(container)
+            raise
+
+    def _find(self, client: docker.DockerClient, name: str) -> Container | None:
+        try:
+            return client.containers.get(name)
+        except docker.errors.NotFound:
+            return None
+
+    def _create(
+        self,
+        client: docker.DockerClient,
+        name: str,
+        shape_hash: str,
+        spec: ContainerSpec,
+        image: Image,
+        password: str,
+        reach: Reachability,
+    ) -> Container:
+        run_spec = self.dialect.container_spec(self.settings, self.image_name, password)
+        volumes = list((image.attrs.get("Config") or {}).get("Volumes") or {}) or [
+            run_spec.data_directory
+        ]
+        # A tmpfs on every declared VOLUME path: otherwise Docker creates an anonymous
+        # volume there that shadows the tmpfs, and the data silently lands on disk.
+        tmpfs = {path: f"rw,size={self.settings.tmpfs_size},mode=1777" for path in volumes}
+        try:
+            return client.containers.run(
+                self.image_name,
+                command=list(run_spec.command),
+                name=name,
+                detach=True,
+                environment=dict(run_spec.environment),
+                labels=self._labels(shape_hash),
+                tmpfs=tmpfs,
+                # A free port chosen by Docker, on the chosen interface only.
+                ports={f"{run_spec.port}/tcp": cast(Any, (reach.bind, None))},
+                shm_size="256m",
+            )
+        except docker.errors.APIError as exc:
+            if exc.status_code == 409:  # the name is taken: made meanwhile by someone else
+                found = self._find(client, name)
+                if found is not None:
+                    return found
+            raise ServerStartError(
+                f"Docker could not start {self.image_name} as {name}: {_first_line(exc)}"
+            ) from exc
+
+    def _wait_ready(
+        self, container: Container, spec: ContainerSpec, reach: Reachability
+    ) -> ServerAddress:
+        """Wait until the server answers a real query through the published port."""
+        password = _password_of(container, spec)
+
+        class NotReady(Exception):
+            pass
+
+        def probe() -> ServerAddress:
+            container.reload()
+            if container.status in ("exited", "dead", "removing"):
+                raise ServerStartError(
+                    f"the server container {container.name} stopped while starting; its last "
+                    f"log lines:\n{_tail_logs(container)}"
+                )
+            port = _published_port(container, spec.port)
+            if port is None:
+                raise NotReady("port not published yet")
+            address = ServerAddress(
+                reach.host, port, spec.admin_user, password, spec.admin_database
+            )
+            try:
+                self.dialect.ping(address, timeout=2.0)
+            except Exception as exc:
+                raise NotReady(str(exc)) from exc
+            return address
+
+        try:
+            for attempt in Retrying(
+                stop=stop_after_delay(self.settings.startup_timeout),
+                wait=wait_exponential(multiplier=0.02, max=0.25),
+                retry=retry_if_exception_type(NotReady),
+                reraise=True,
+            ):
+                with attempt:
+                    return probe()
+        except NotReady as exc:
+            raise ServerStartError(
+                f"the server in {container.name} did not answer a query within "
+                f"{self.settings.startup_timeout:.0f} s (last error: {exc}); its last log "
+                f"lines:\n{_tail_logs(container)}\nRaise FRESHDB_STARTUP_TIMEOUT if the "
+                "machine is slow"
+            ) from exc
+        raise AssertionError("unreachable")
+
+    # -- leftovers --------------------------------------------------------------
+    def list_containers(self) -> list[Container]:
+        """Every container freshdb made with this prefix (running or not)."""
+        return list_managed_containers(self.client(), self.settings.prefix)
+
+    def reap_leaked_throwaways(self) -> list[str]:
+        """Remove throwaway containers of this host whose owner process is gone."""
+        removed = []
+        for container in self.list_containers():
+            if is_leaked_throwaway(container):
+                log.info("removing leaked throwaway container %s", container.name)
+                remove_container(container)
+                removed.append(str(container.name))
+        return removed
+
+
+def list_managed_containers(client: docker.DockerClient, prefix: str | None) -> list[Container]:
+    """Containers bearing freshdb's labels (and ``prefix``, if given)."""
+    filters = [f"{naming.LABEL_MANAGED}=true"]
+    if prefix is not None:
+        filters.append(f"{naming.LABEL_PREFIX_NAME}={prefix}")
+    found = client.containers.list(all=True, filters={"label": filters})
+    return [c for c in found if prefix is None or str(c.name).startswith(f"{prefix}-")]
+
+
+def is_leaked_throwaway(container: Container, max_age: dt.timedelta | None = None) -> bool:
+    """A throwaway container whose owner process (on this host) is gone, or too old."""
+    labels = container.labels or {}
+    if labels.get(naming.LABEL_MODE) != "throwaway" or labels.get(naming.LABEL_MANAGED) != "true":
+        return False
+    if max_age is not None:
+        try:
+            created = dt.datetime.fromisoformat(labels.get(naming.LABEL_CREATED, ""))
+            if dt.datetime.now(dt.UTC) - created > max_age:
+                return True
+        except ValueError:
+            pass
+    if labels.get(naming.LABEL_OWNER_HOST) != socket.gethostname():
+        return False
+    try:
+        pid = int(labels.get(naming.LABEL_OWNER_PID, ""))
+    except ValueError:
+        return False
+    return pid != os.getpid() and not _pid_alive(pid)
+
+
+def remove_container(container: Container) -> None:
+    """Remove a container freshdb made, with its anonymous volumes; gone already is fine."""
+    try:
+        container.remove(force=True, v=True)
+    except docker.errors.NotFound:
+        pass
+    except docker.errors.APIError as exc:
+        if "already in progress" not in str(exc):
+            raise FreshDBError(f"Docker failed to remove {container.name}: {exc}") from exc
+
+
+def _password_of(container: Container, spec: ContainerSpec) -> str:
+    environment = (container.attrs.get("Config") or {}).get("Env") or []
+    values = dict(item.split("=", 1) for item in environment if "=" in item)
+    for variable in spec.password_variables:
+        if values.get(variable):
+            return str(values[variable])
+    raise ContainerConflictError(
+        f"container {container.name} has no {'/'.join(spec.password_variables)}; it is not "
+        "usable by freshdb — remove it with `freshdb down`"
+    )
+
+
+def _published_port(container: Container, port: int) -> int | None:
+    bindings = ((container.attrs.get("NetworkSettings") or {}).get("Ports") or {}).get(
+        f"{port}/tcp"
+    )
+    for binding in bindings or []:
+        if binding.get("HostPort"):
+            return int(binding["HostPort"])
+    return None
+
+
+def _tail_logs(container: Container, lines: int = 20) -> str:
+    try:
+        raw = container.logs(tail=lines)
+    except docker.errors.DockerException as exc:
+        return f"(logs unavailable: {exc})"
+    text = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+    return "\n".join("    " + line for line in text.rstrip().splitlines())
+
+
+class _ThrowawayRegistry:
+    """Removes this process's throwaway containers at exit and on SIGTERM/SIGHUP."""
+
+    def __init__(self) -> None:
+        self._containers: dict[str, Container] = {}
+        self._lock = threading.Lock()
+        self._installed = False
+        self._previous: dict[int, Any] = {}
+
+    def remember(self, container: Container) -> None:
+        with self._lock:
+            self._containers[container.id or ""] = container
+            if not self._installed:
+                self._installed = True
+                atexit.register(self.remove_all)
+                self._install_signal_handlers()
+
+    def forget(self, container_id: str) -> None:
+        with self._lock:
+            self._containers.pop(container_id, None)
+
+    def remove_all(self) -> None:
+        with self._lock:
+            containers, self._containers = list(self._containers.values()), {}
+        for container in containers:
+            with contextlib.suppress(Exception):
+                remove_container(container)
+
+    def _install_signal_handlers(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum in (signal.SIGTERM, signal.SIGHUP):
+            with contextlib.suppress(ValueError, OSError):
+                self._previous[signum] = signal.signal(signum, self._on_signal)
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        self.remove_all()
+        previous = self._previous.get(signum, signal.SIG_DFL)
+        if callable(previous):
+            previous(signum, frame)
+            return
+        if previous == signal.SIG_IGN:
+            return
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
+
+
+_THROWAWAYS = _ThrowawayRegistry()
+
+
+__all__ = [
+    "DockerBackend",
+    "connect_docker",
+    "is_leaked_throwaway",
+    "list_managed_containers",
+    "remove_container",
+    "state_directory",
+]

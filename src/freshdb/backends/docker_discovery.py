@@ -1,0 +1,161 @@
+"""Where the Docker engine is, and how a database it runs is reached.
+
+Pure logic over the environment and the file system, so it is unit-tested without
+an engine: ``DOCKER_HOST``, then the active docker context, then the usual sockets
+of Docker Engine, Docker Desktop, colima, OrbStack, rootless Docker and podman.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from urllib.parse import urlsplit
+
+LOOPBACK = "127.0.0.1"
+ALL_INTERFACES = "0.0.0.0"
+
+
+@dataclasses.dataclass(frozen=True)
+class DockerLocation:
+    """A Docker engine URL, how it was found, and every place that was looked at."""
+
+    url: str | None
+    source: str
+    tried: tuple[str, ...]
+
+
+def candidate_sockets(environ: Mapping[str, str], home: Path) -> list[tuple[str, Path]]:
+    """The well-known engine sockets, most common first, as (what, path)."""
+    runtime = environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+    return [
+        ("Docker Engine", Path("/var/run/docker.sock")),
+        ("Docker Desktop", home / ".docker" / "run" / "docker.sock"),
+        ("Docker Desktop (legacy)", home / ".docker" / "desktop" / "docker.sock"),
+        ("rootless Docker", Path(runtime) / "docker.sock"),
+        ("colima", home / ".colima" / "default" / "docker.sock"),
+        ("colima (legacy)", home / ".colima" / "docker.sock"),
+        ("OrbStack", home / ".orbstack" / "run" / "docker.sock"),
+        ("Rancher Desktop", home / ".rd" / "docker.sock"),
+        ("podman (rootless)", Path(runtime) / "podman" / "podman.sock"),
+        ("podman", Path("/run/podman/podman.sock")),
+    ]
+
+
+def context_host(environ: Mapping[str, str], home: Path) -> tuple[str, str] | None:
+    """The engine URL of the active docker context, as (context name, url), if any."""
+    config_dir = Path(environ.get("DOCKER_CONFIG") or home / ".docker")
+    name = environ.get("DOCKER_CONTEXT")
+    if not name:
+        try:
+            config = json.loads((config_dir / "config.json").read_text())
+        except (OSError, ValueError):
+            return None
+        name = config.get("currentContext") if isinstance(config, dict) else None
+    if not name or name == "default":
+        return None
+    digest = hashlib.sha256(name.encode()).hexdigest()
+    meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
+    try:
+        meta = json.loads(meta_path.read_text())
+        host = meta["Endpoints"]["docker"]["Host"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return (name, str(host)) if host else None
+
+
+def locate_docker(
+    environ: Mapping[str, str] | None = None,
+    home: Path | None = None,
+    is_socket: Callable[[Path], bool] | None = None,
+) -> DockerLocation:
+    """Find the Docker engine: DOCKER_HOST > docker context > well-known sockets."""
+    env = os.environ if environ is None else environ
+    home = home if home is not None else Path.home()
+    exists = is_socket or _is_socket
+    tried: list[str] = []
+    if env.get("DOCKER_HOST"):
+        return DockerLocation(env["DOCKER_HOST"], "DOCKER_HOST", ("DOCKER_HOST",))
+    tried.append("DOCKER_HOST (unset)")
+    context = context_host(env, home)
+    if context is not None:
+        return DockerLocation(context[1], f"docker context {context[0]!r}", (*tried, "context"))
+    tried.append("docker context (default)")
+    for what, path in candidate_sockets(env, home):
+        tried.append(f"{path} ({what})")
+        if exists(path):
+            return DockerLocation(f"unix://{path}", what, tuple(tried))
+    return DockerLocation(None, "nowhere", tuple(tried))
+
+
+def _is_socket(path: Path) -> bool:
+    try:
+        import stat
+
+        return stat.S_ISSOCK(path.stat().st_mode)
+    except OSError:
+        return False
+
+
+@dataclasses.dataclass(frozen=True)
+class Reachability:
+    """How a published database port is reached from this process."""
+
+    host: str  # where to connect
+    bind: str  # the host address the port is published on
+    reason: str
+
+
+def reachability(
+    docker_url: str | None,
+    environ: Mapping[str, str] | None = None,
+    in_container: bool | None = None,
+    default_gateway: Callable[[], str | None] | None = None,
+    engine_hostname: str | None = None,
+) -> Reachability:
+    """Decide where to connect to a container's published port and what to bind it to.
+
+    A local engine publishes on 127.0.0.1 only. A remote engine (``tcp://``,
+    ``ssh://``) is reached at its own host, and freshdb running inside a container
+    with the host's socket reaches the host through its default gateway: in both
+    cases the port must be published beyond loopback. (When the engine runs in the
+    same container as freshdb, it reports our own hostname, and loopback works.)
+    ``FRESHDB_HOST`` overrides where to connect.
+    """
+    env = os.environ if environ is None else environ
+    override = env.get("FRESHDB_HOST")
+    scheme_host = urlsplit(docker_url or "")
+    remote = scheme_host.scheme in {"tcp", "ssh", "http", "https"} and scheme_host.hostname not in {
+        None,
+        "localhost",
+        "127.0.0.1",
+        "::1",
+    }
+    if remote:
+        host = override or str(scheme_host.hostname)
+        return Reachability(host, ALL_INTERFACES, f"remote Docker engine at {scheme_host.hostname}")
+    inside = in_container if in_container is not None else Path("/.dockerenv").exists()
+    same_host = engine_hostname is not None and engine_hostname == socket.gethostname()
+    if inside and not same_host:
+        gateway = (default_gateway or linux_default_gateway)()
+        host = override or gateway or LOOPBACK
+        return Reachability(host, ALL_INTERFACES, "freshdb runs inside a container")
+    return Reachability(override or LOOPBACK, LOOPBACK, "local Docker engine")
+
+
+def linux_default_gateway(route_file: Path = Path("/proc/net/route")) -> str | None:
+    """The IPv4 default gateway from ``/proc/net/route`` (Linux), if there is one."""
+    try:
+        lines = route_file.read_text().splitlines()[1:]
+    except OSError:
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[1] == "00000000":
+            raw = bytes.fromhex(fields[2])
+            return ".".join(str(b) for b in reversed(raw))
+    return None

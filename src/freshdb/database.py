@@ -1,0 +1,152 @@
+"""The fresh database handed to a test, for sync and async code alike."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy
+from sqlalchemy.engine import URL, Connection, Engine
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+class Database:
+    """A fresh copy of the template, yours until released.
+
+    Use it as a context manager (``with server.database() as db``, or ``async with
+    server.adatabase() as db``), or call :meth:`release`. Releasing never waits
+    for the copy to be dropped: that happens in the background. Engines made with
+    :meth:`engine` and :meth:`async_engine` are disposed on release.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        url: URL,
+        async_url: URL,
+        release: Callable[[bool], None],
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.async_url = async_url
+        self._release = release
+        self._keep = False
+        self._released = False
+        self._engines: list[Engine] = []
+        self._async_engines: list[AsyncEngine] = []
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"<Database {self.name} at {self.url.render_as_string(hide_password=True)}>"
+
+    # -- connecting -------------------------------------------------------------
+    def engine(self, **kwargs: Any) -> Engine:
+        """A SQLAlchemy ``Engine`` for this database (the same one on every call
+        without arguments); disposed when the database is released."""
+        with self._lock:
+            if not kwargs and self._engines:
+                return self._engines[0]
+            engine = sqlalchemy.create_engine(self.url, **kwargs)
+            self._engines.append(engine)
+            return engine
+
+    def connect(self) -> Connection:
+        """A new SQLAlchemy ``Connection`` from :meth:`engine`."""
+        return self.engine().connect()
+
+    def async_engine(self, **kwargs: Any) -> AsyncEngine:
+        """A SQLAlchemy ``AsyncEngine`` (psycopg async, or aiomysql) for this database."""
+        from sqlalchemy.ext.asyncio import create_async_engine
+
+        with self._lock:
+            if not kwargs and self._async_engines:
+                return self._async_engines[0]
+            engine = create_async_engine(self.async_url, **kwargs)
+            self._async_engines.append(engine)
+            return engine
+
+    # -- giving it back ---------------------------------------------------------
+    def keep(self) -> None:
+        """Keep this database after release (renamed, for inspection) instead of dropping it."""
+        self._keep = True
+
+    @property
+    def kept(self) -> bool:
+        """Whether :meth:`keep` was called."""
+        return self._keep
+
+    def release(self) -> None:
+        """Give the database back; it is dropped (or kept) in the background."""
+        if self._released:
+            return
+        self._released = True
+        for engine in self._engines:
+            engine.dispose()
+        for async_engine in self._async_engines:
+            # Outside an event loop the connections cannot be closed politely; the
+            # drop (WITH FORCE) ends them on the server side.
+            async_engine.sync_engine.dispose(close=False)
+        self._engines.clear()
+        self._async_engines.clear()
+        self._release(self._keep)
+
+    async def arelease(self) -> None:
+        """Give the database back from async code (closes async engines politely)."""
+        if self._released:
+            return
+        for async_engine in self._async_engines:
+            await async_engine.dispose()
+        self._async_engines.clear()
+        self.release()
+
+    def __enter__(self) -> Database:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.release()
+
+    async def __aenter__(self) -> Database:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.arelease()
+
+
+class AsyncDatabaseContext:
+    """``async with server.adatabase() as db``: acquires without blocking the event loop."""
+
+    def __init__(self, acquire_now: Callable[[], Database | None], acquire: Callable[[], Database]):
+        self._acquire_now = acquire_now
+        self._acquire = acquire
+        self._database: Database | None = None
+
+    async def __aenter__(self) -> Database:
+        database = self._acquire_now()  # the usual case: a ready copy, no thread hop
+        if database is None:
+            database = await asyncio.to_thread(self._acquire)
+        self._database = database
+        return database
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._database is not None:
+            await self._database.arelease()

@@ -1,0 +1,221 @@
+"""What every database engine must supply: server tuning and all of freshdb's SQL.
+
+A :class:`Dialect` owns every statement freshdb sends to a server. The backends
+(where a server runs), the template builder and the pool call these methods and
+never write SQL of their own, so adding an engine means adding one module here.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from sqlalchemy.engine import URL
+
+from freshdb.config import Settings
+
+
+class DBAPIConnection(Protocol):
+    """The part of a PEP 249 connection freshdb uses."""
+
+    def cursor(self) -> Any: ...
+
+    def close(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerAddress:
+    """How to reach a database server as its administrator."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    admin_database: str
+
+    def __repr__(self) -> str:  # never show the password
+        return (
+            f"ServerAddress(host={self.host!r}, port={self.port}, user={self.user!r}, "
+            f"admin_database={self.admin_database!r})"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerSpec:
+    """How to run an engine's server image: what the Docker backend needs to know."""
+
+    port: int
+    environment: Mapping[str, str]
+    command: Sequence[str]
+    admin_user: str
+    admin_database: str
+    password_variables: Sequence[str]
+    #: Where the server keeps its data, if the image declares no VOLUME.
+    data_directory: str
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyRecipe:
+    """What making a copy of one template needs beyond the clone itself.
+
+    Captured once per template per session: Postgres database-level settings and
+    grants (a clone does not carry them), MySQL's DDL to replay.
+    """
+
+    template: str
+    statements_after_clone: tuple[str, ...] = ()
+    payload: Any = None
+
+
+class Dialect(abc.ABC):
+    """The SQL and server settings of one engine family."""
+
+    #: "postgres" or "mysql": the family, used in fingerprints and names.
+    family: str
+    #: The database engine names this dialect serves ("postgres"; "mysql", "mariadb").
+    engines: tuple[str, ...]
+    #: SQLAlchemy's dialect name, for compiling DDL (e.g. "postgresql").
+    sqlalchemy_name: str
+
+    # -- the server ------------------------------------------------------------
+    @abc.abstractmethod
+    def default_image(self, engine: str) -> str:
+        """The official image used when none is configured."""
+
+    @abc.abstractmethod
+    def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
+        """Environment, arguments and port of a tuned server container."""
+
+    @abc.abstractmethod
+    def address_from_url(self, url: str) -> ServerAddress:
+        """The admin address of an existing server given by URL."""
+
+    @abc.abstractmethod
+    def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        """A SQLAlchemy URL with a sync driver."""
+
+    @abc.abstractmethod
+    def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        """A SQLAlchemy URL with an async driver."""
+
+    @abc.abstractmethod
+    def connect(
+        self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
+    ) -> DBAPIConnection:
+        """A raw autocommit DBAPI connection (admin work, locks, readiness)."""
+
+    def ping(self, address: ServerAddress, timeout: float = 2.0) -> None:
+        """Run a real query; raise if the server does not answer it."""
+        conn = self.connect(address, timeout=timeout)
+        try:
+            self.scalar(conn, "SELECT 1")
+        finally:
+            conn.close()
+
+    @staticmethod
+    def scalar(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> Any:
+        """Run one statement and return the first column of the first row (or None)."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            row = cursor.fetchone() if cursor.description else None
+            return row[0] if row else None
+        finally:
+            cursor.close()
+
+    @staticmethod
+    def rows(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+        """Run one statement and return all rows."""
+        cursor = conn.cursor()
+        try:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall()) if cursor.description else []
+        finally:
+            cursor.close()
+
+    @abc.abstractmethod
+    def server_version(self, conn: DBAPIConnection) -> str:
+        """The server's version as ``"<flavour> <major>"``, e.g. ``"postgres 15"``."""
+
+    @abc.abstractmethod
+    def translate_error(self, exc: BaseException) -> Exception | None:
+        """A ``FreshDBError`` for a driver error freshdb can explain, else ``None``."""
+
+    # -- ownership and locks ------------------------------------------------------
+    @abc.abstractmethod
+    def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
+        """Hold a lock named after ``owner`` for the life of ``conn``."""
+
+    @abc.abstractmethod
+    def live_owners(self, conn: DBAPIConnection, owners: Sequence[str]) -> set[str]:
+        """Which of ``owners`` still hold their lease (their process is alive)."""
+
+    @abc.abstractmethod
+    def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
+        """Take the exclusive build lock of a template (blocks up to ``timeout``)."""
+
+    @abc.abstractmethod
+    def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
+        """Release the exclusive build lock of a template."""
+
+    @abc.abstractmethod
+    def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
+        """Record, for the life of ``conn``, that this session clones the template."""
+
+    @abc.abstractmethod
+    def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        """Lock a template for removal if no live session uses it; False otherwise."""
+
+    # -- databases --------------------------------------------------------------
+    @abc.abstractmethod
+    def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
+        """Names of all databases whose names start with ``{prefix}_``."""
+
+    @abc.abstractmethod
+    def database_exists(self, conn: DBAPIConnection, name: str) -> bool:
+        """Whether a database of that name exists."""
+
+    @abc.abstractmethod
+    def create_database(self, conn: DBAPIConnection, name: str) -> None:
+        """Create an empty database."""
+
+    @abc.abstractmethod
+    def drop_database(self, conn: DBAPIConnection, name: str) -> None:
+        """Drop a database if it exists, disconnecting anyone still connected."""
+
+    @abc.abstractmethod
+    def template_is_complete(self, conn: DBAPIConnection, template: str) -> bool:
+        """Whether a complete (successfully migrated) template of that name exists."""
+
+    @abc.abstractmethod
+    def build_database_name(self, template: str, build: str) -> str:
+        """The database the migrations run in: ``build`` if the engine can rename
+        databases, else ``template`` itself (completion then marked inside it)."""
+
+    @abc.abstractmethod
+    def complete_template(
+        self, conn: DBAPIConnection, build: str, template: str, comment: str
+    ) -> None:
+        """Turn a successfully migrated build into the complete template (atomic)."""
+
+    @abc.abstractmethod
+    def copy_recipe(self, conn: DBAPIConnection, template: str) -> CopyRecipe:
+        """Capture what cloning ``template`` needs, once per session."""
+
+    @abc.abstractmethod
+    def clone(self, conn: DBAPIConnection, recipe: CopyRecipe, name: str) -> None:
+        """Make database ``name`` a copy of the recipe's template."""
+
+    @abc.abstractmethod
+    def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
+        """Rename a database (used to keep a failed test's copy)."""
+
+    @abc.abstractmethod
+    def database_sizes(self, conn: DBAPIConnection, names: Sequence[str]) -> dict[str, int]:
+        """Bytes used by each named database."""
+
+    @abc.abstractmethod
+    def database_comment(self, conn: DBAPIConnection, name: str) -> str | None:
+        """The comment freshdb stored on a template, if any."""

@@ -1,0 +1,358 @@
+"""Postgres: tuning flags and every statement freshdb sends to a Postgres server."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import Any, cast
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from sqlalchemy.engine import URL, make_url
+
+from freshdb.config import Settings
+from freshdb.dialects.base import ContainerSpec, CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.errors import (
+    ConfigurationError,
+    FreshDBError,
+    ServerFullError,
+    ServerUnavailableError,
+)
+from freshdb.naming import (
+    LOCK_NAMESPACE_OWNER,
+    LOCK_NAMESPACE_TEMPLATE,
+    check_identifier,
+    database_like_pattern,
+    fingerprint_lock_key,
+    owner_lock_key,
+)
+
+MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
+FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
+_SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+
+
+def _ident(name: str) -> sql.Identifier:
+    return sql.Identifier(check_identifier(name))
+
+
+def _pg(conn: DBAPIConnection) -> psycopg.Connection[Any]:
+    return cast("psycopg.Connection[Any]", conn)
+
+
+class PostgresDialect(Dialect):
+    """Postgres 13 or newer."""
+
+    family = "postgres"
+    engines = ("postgres",)
+    sqlalchemy_name = "postgresql"
+
+    def default_image(self, engine: str) -> str:
+        return "postgres:17"
+
+    def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
+        tuning = {
+            # Durability is worthless for test data; these make writes memory-speed.
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+            "wal_level": "minimal",
+            "max_wal_senders": "0",
+            "max_connections": str(settings.max_connections),
+            # Few, cheap checkpoints: every DROP DATABASE forces one anyway.
+            "checkpoint_timeout": "1h",
+            "max_wal_size": "4GB",
+        }
+        command: list[str] = []
+        for key, value in tuning.items():
+            command += ["-c", f"{key}={value}"]
+        return ContainerSpec(
+            port=5432,
+            environment={
+                "POSTGRES_USER": "postgres",
+                "POSTGRES_PASSWORD": password,
+                "POSTGRES_DB": "postgres",
+            },
+            command=command,
+            admin_user="postgres",
+            admin_database="postgres",
+            password_variables=("POSTGRES_PASSWORD",),
+            data_directory="/var/lib/postgresql/data",
+        )
+
+    def address_from_url(self, url: str) -> ServerAddress:
+        parsed = make_url(url)
+        return ServerAddress(
+            host=parsed.host or "localhost",
+            port=parsed.port or 5432,
+            user=parsed.username or "postgres",
+            password=parsed.password or "",
+            admin_database=parsed.database or "postgres",
+        )
+
+    def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        return URL.create(
+            "postgresql+psycopg",
+            username=address.user,
+            password=address.password,
+            host=address.host,
+            port=address.port,
+            database=database or address.admin_database,
+        )
+
+    def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        # SQLAlchemy's psycopg dialect serves both: create_async_engine picks the async one.
+        return self.sync_url(address, database)
+
+    def connect(
+        self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
+    ) -> DBAPIConnection:
+        try:
+            return psycopg.connect(
+                host=address.host,
+                port=address.port,
+                user=address.user,
+                password=address.password,
+                dbname=database or address.admin_database,
+                autocommit=True,
+                connect_timeout=max(2, int(timeout)),
+                application_name="freshdb",
+            )
+        except psycopg.Error as exc:
+            translated = self.translate_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+
+    def server_version(self, conn: DBAPIConnection) -> str:
+        return f"postgres {self._major(conn)}"
+
+    @staticmethod
+    def _major(conn: DBAPIConnection) -> int:
+        return _pg(conn).info.server_version // 10000
+
+    def translate_error(self, exc: BaseException) -> Exception | None:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+        if isinstance(exc, pg_errors.TooManyConnections):
+            return ServerFullError(
+                f"the Postgres server refused a connection: max_connections reached ({message}) "
+                "— lower pool_size or the number of workers, close connections your tests "
+                "leave open, or raise FRESHDB_MAX_CONNECTIONS"
+            )
+        if isinstance(exc, pg_errors.DiskFull) or "No space left on device" in str(exc):
+            return ServerFullError(
+                f"the server's tmpfs is full ({message}) — run `freshdb prune` to drop "
+                "leftover copies and stale templates, lower pool_size, or raise "
+                "FRESHDB_TMPFS_SIZE"
+            )
+        if isinstance(exc, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification):
+            return ConfigurationError(
+                f"the Postgres server rejected the credentials ({message}) — check the user "
+                "and password in FRESHDB_URL / url="
+            )
+        if isinstance(exc, pg_errors.InsufficientPrivilege):
+            return ConfigurationError(
+                f"the Postgres user lacks a privilege freshdb needs ({message}) — it must be "
+                "allowed to create databases (CREATEDB)"
+            )
+        if isinstance(exc, psycopg.OperationalError):
+            return ServerUnavailableError(
+                f"cannot reach the Postgres server ({message}) — is it running? For a "
+                "freshdb-managed server, `freshdb status` shows it"
+            )
+        return None
+
+    # -- ownership and locks ------------------------------------------------------
+    def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
+        taken = self.scalar(
+            conn,
+            "SELECT pg_try_advisory_lock(%s, %s)",
+            (LOCK_NAMESPACE_OWNER, owner_lock_key(owner)),
+        )
+        if not taken:  # owner ids are random; a clash means a broken random source
+            raise FreshDBError(f"owner id {owner} is already in use on this server")
+
+    def live_owners(self, conn: DBAPIConnection, owners: Sequence[str]) -> set[str]:
+        if not owners:
+            return set()
+        held = self.rows(
+            conn,
+            "SELECT objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s::oid AND objsubid = 2",
+            (LOCK_NAMESPACE_OWNER,),
+        )
+        held_keys = {int(row[0]) for row in held}
+        return {owner for owner in owners if owner_lock_key(owner) in held_keys}
+
+    def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
+        key = fingerprint_lock_key(fingerprint)
+        deadline = time.monotonic() + timeout
+        delay = 0.01
+        while not self.scalar(
+            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_TEMPLATE, key)
+        ):
+            if time.monotonic() > deadline:
+                raise FreshDBError(
+                    f"waited {timeout:.0f} s for another process to finish building the "
+                    f"template {fingerprint[:20]} — if none is running, its lock should "
+                    "have been released; check `freshdb status`"
+                )
+            time.sleep(delay)
+            delay = min(delay * 2, 0.2)
+
+    def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
+        self.scalar(
+            conn,
+            "SELECT pg_advisory_unlock(%s, %s)",
+            (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
+        )
+
+    def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
+        self.scalar(
+            conn,
+            "SELECT pg_advisory_lock_shared(%s, %s)",
+            (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
+        )
+
+    def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        return bool(
+            self.scalar(
+                conn,
+                "SELECT pg_try_advisory_lock(%s, %s)",
+                (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
+            )
+        )
+
+    # -- databases --------------------------------------------------------------
+    def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
+        rows = self.rows(
+            conn,
+            "SELECT datname FROM pg_database WHERE datname LIKE %s ORDER BY datname",
+            (database_like_pattern(prefix),),
+        )
+        return [str(row[0]) for row in rows]
+
+    def database_exists(self, conn: DBAPIConnection, name: str) -> bool:
+        return bool(self.scalar(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
+
+    def create_database(self, conn: DBAPIConnection, name: str) -> None:
+        _pg(conn).execute(sql.SQL("CREATE DATABASE {}").format(_ident(name)))
+
+    def drop_database(self, conn: DBAPIConnection, name: str) -> None:
+        ident = _ident(name)
+        is_template = self.scalar(
+            conn, "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
+        )
+        if is_template:
+            _pg(conn).execute(sql.SQL("ALTER DATABASE {} IS_TEMPLATE false").format(ident))
+        _pg(conn).execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(ident))
+
+    def template_is_complete(self, conn: DBAPIConnection, template: str) -> bool:
+        # A template only ever gets its name by the final, atomic rename.
+        return self.database_exists(conn, template)
+
+    def build_database_name(self, template: str, build: str) -> str:
+        return build
+
+    def complete_template(
+        self, conn: DBAPIConnection, build: str, template: str, comment: str
+    ) -> None:
+        ident = _ident(build)
+        # Sealed: nobody's connection can ever block cloning it (SQLSTATE 55006).
+        _pg(conn).execute(
+            sql.SQL("ALTER DATABASE {} IS_TEMPLATE true ALLOW_CONNECTIONS false").format(ident)
+        )
+        _pg(conn).execute(
+            sql.SQL("COMMENT ON DATABASE {} IS {}").format(ident, sql.Literal(comment))
+        )
+        # The rename is the commit point: only a complete template bears the name.
+        self.rename_database(conn, build, template)
+
+    def copy_recipe(self, conn: DBAPIConnection, template: str) -> CopyRecipe:
+        statements: list[str] = []
+        settings = self.rows(
+            conn,
+            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s "
+            "JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %s AND s.setrole = 0",
+            (template,),
+        )
+        for (entry,) in settings:
+            key, _, value = str(entry).partition("=")
+            if _SETTING_NAME.match(key):
+                statements.append(
+                    sql.SQL("ALTER DATABASE {{name}} SET {} = {}")
+                    .format(sql.Identifier(key), sql.Literal(value))
+                    .as_string(_pg(conn))
+                )
+        acl = self.scalar(
+            conn, "SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", (template,)
+        )
+        if acl:
+            statements.append("REVOKE ALL ON DATABASE {name} FROM PUBLIC")
+            grants = self.rows(
+                conn,
+                "SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE a.grantee::regrole::text END, "
+                "a.privilege_type FROM pg_database d, aclexplode(d.datacl) a "
+                "WHERE d.datname = %s AND a.grantee <> d.datdba",
+                (template,),
+            )
+            for grantee, privilege in grants:
+                target = (
+                    "PUBLIC"
+                    if grantee == "PUBLIC"
+                    else sql.Identifier(str(grantee).strip('"')).as_string(_pg(conn))
+                )
+                statements.append(f"GRANT {privilege} ON DATABASE {{name}} TO {target}")
+        return CopyRecipe(
+            template=template,
+            statements_after_clone=tuple(statements),
+            payload={"file_copy": self._major(conn) >= FILE_COPY_MAJOR},
+        )
+
+    def clone(self, conn: DBAPIConnection, recipe: CopyRecipe, name: str) -> None:
+        ident = _ident(name)
+        statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, _ident(recipe.template))
+        if recipe.payload and recipe.payload.get("file_copy"):
+            # Faster than WAL_LOG for small templates on tmpfs with fsync off.
+            statement = sql.SQL("{} STRATEGY FILE_COPY").format(statement)
+        _pg(conn).execute(statement)
+        quoted = ident.as_string(_pg(conn))
+        for template_statement in recipe.statements_after_clone:
+            _pg(conn).execute(template_statement.replace("{name}", quoted).encode())
+
+    def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
+        # Backends of connections just closed can linger a moment; nobody else may
+        # stay connected to a database being renamed.
+        _pg(conn).execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s",
+            (old,),
+        )
+        for attempt in range(50):
+            try:
+                _pg(conn).execute(
+                    sql.SQL("ALTER DATABASE {} RENAME TO {}").format(_ident(old), _ident(new))
+                )
+                return
+            except pg_errors.ObjectInUse:
+                if attempt == 49:
+                    raise
+                time.sleep(0.05)
+
+    def database_sizes(self, conn: DBAPIConnection, names: Sequence[str]) -> dict[str, int]:
+        rows = self.rows(
+            conn,
+            "SELECT datname, pg_database_size(datname) FROM pg_database WHERE datname = ANY(%s)",
+            (list(names),),
+        )
+        return {str(name): int(size) for name, size in rows}
+
+    def database_comment(self, conn: DBAPIConnection, name: str) -> str | None:
+        value = self.scalar(
+            conn,
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = %s",
+            (name,),
+        )
+        return None if value is None else str(value)

@@ -1,0 +1,91 @@
+"""Migrators build a template's schema; their fingerprint names the template.
+
+``schema=`` accepts any of: ``None`` (an empty database), a SQLAlchemy ``MetaData``,
+a ``.sql`` file or directory, a callable taking a connection, a :class:`Migrator`,
+an import path ``"package.module:attribute"``, or a list of these (applied in order).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+
+from freshdb.errors import ConfigurationError
+from freshdb.migrators.base import ComposedMigrator, EmptyMigrator, Migrator, describe, digest
+from freshdb.migrators.function import CallableMigrator
+from freshdb.migrators.metadata import MetadataMigrator
+from freshdb.migrators.sql import SqlMigrator, split_statements
+
+__all__ = [
+    "CallableMigrator",
+    "ComposedMigrator",
+    "EmptyMigrator",
+    "MetadataMigrator",
+    "Migrator",
+    "SqlMigrator",
+    "as_migrator",
+    "describe",
+    "digest",
+    "split_statements",
+]
+
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+
+
+def as_migrator(schema: Any, sqlalchemy_dialect: str | None = None) -> Migrator:
+    """Turn whatever ``schema=`` was given into a :class:`Migrator`."""
+    if schema is None:
+        return EmptyMigrator()
+    if isinstance(schema, MetaData):
+        return MetadataMigrator(schema, dialect=sqlalchemy_dialect)
+    if isinstance(schema, Migrator):
+        return schema
+    if isinstance(schema, str | Path):
+        return _from_string(str(schema), sqlalchemy_dialect)
+    if isinstance(schema, Sequence):
+        return ComposedMigrator([as_migrator(item, sqlalchemy_dialect) for item in schema])
+    if callable(schema):
+        return CallableMigrator(schema)
+    raise ConfigurationError(
+        f"schema={schema!r} is not something freshdb can build a template from: give a "
+        "SQLAlchemy MetaData, a .sql file or directory, a function taking a connection, "
+        "a Migrator, an import path 'package.module:attribute', or a list of these"
+    )
+
+
+def _from_string(text: str, sqlalchemy_dialect: str | None) -> Migrator:
+    path = Path(text)
+    if path.exists():
+        return SqlMigrator(path)
+    if text.endswith(".sql"):
+        raise ConfigurationError(
+            f"schema path {text} does not exist (working directory: {Path.cwd()}) — fix the path"
+        )
+    if _IMPORT_PATH.match(text):
+        return as_migrator(_import(text), sqlalchemy_dialect)
+    raise ConfigurationError(
+        f"schema {text!r} is neither an existing .sql file or directory nor an import path "
+        "like 'myapp.models:Base.metadata'"
+    )
+
+
+def _import(path: str) -> Any:
+    module_name, _, attribute = path.partition(":")
+    try:
+        value: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for schema {path!r}: {exc} — is the package "
+            "installed, or the working directory right?"
+        ) from exc
+    for part in attribute.split("."):
+        try:
+            value = getattr(value, part)
+        except AttributeError:
+            raise ConfigurationError(f"schema {path!r}: {part!r} not found") from None
+    return value

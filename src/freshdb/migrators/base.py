@@ -1,0 +1,71 @@
+"""The migrator protocol: what builds a template, and the fingerprint that names it."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from sqlalchemy.engine import Connection
+
+
+@runtime_checkable
+class Migrator(Protocol):
+    """Builds a schema into an empty database.
+
+    ``fingerprint()`` must change whenever what ``migrate()`` would build changes:
+    it names the template, so an unchanged fingerprint means "reuse the template".
+    """
+
+    def fingerprint(self) -> str:
+        """A stable digest of everything that shapes the schema."""
+        ...
+
+    def migrate(self, connection: Connection) -> None:
+        """Build the schema through ``connection`` (freshdb commits afterwards)."""
+        ...
+
+
+def digest(*parts: str | bytes) -> str:
+    """A sha256 hex digest over length-prefixed parts (so boundaries cannot shift)."""
+    hasher = hashlib.sha256()
+    for part in parts:
+        data = part.encode() if isinstance(part, str) else part
+        hasher.update(len(data).to_bytes(8, "big"))
+        hasher.update(data)
+    return hasher.hexdigest()
+
+
+def describe(migrator: Migrator) -> str:
+    """A short human description of a migrator (for logs and errors)."""
+    text = getattr(migrator, "description", None)
+    return str(text) if text else type(migrator).__name__
+
+
+class EmptyMigrator:
+    """No schema at all: copies are empty databases."""
+
+    description = "empty database"
+
+    def fingerprint(self) -> str:
+        return digest("empty")
+
+    def migrate(self, connection: Connection) -> None:
+        """Nothing to build."""
+
+
+class ComposedMigrator:
+    """Several migrators applied in order (e.g. schema, then seed data)."""
+
+    def __init__(self, migrators: Sequence[Migrator]) -> None:
+        self.migrators = list(migrators)
+        self.description = " + ".join(describe(m) for m in self.migrators)
+
+    def fingerprint(self) -> str:
+        return digest(
+            "composed", *(f"{type(m).__name__}:{m.fingerprint()}" for m in self.migrators)
+        )
+
+    def migrate(self, connection: Connection) -> None:
+        for migrator in self.migrators:
+            migrator.migrate(connection)

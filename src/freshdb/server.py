@@ -1,0 +1,300 @@
+"""``DatabaseServer``: a server, a template on it, and a pool of copies.
+
+The flow of ``start()``: configuration → a backend starts or finds the server →
+this session takes its owner lease → leftovers of dead sessions are reaped → the
+template is found or built → stale templates are pruned → the pool starts cloning.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy.engine import URL
+
+from freshdb import naming
+from freshdb.backends import RunningServer, ServerBackend, backend_for
+from freshdb.config import Settings, resolve_settings
+from freshdb.database import AsyncDatabaseContext, Database
+from freshdb.dialects import dialect_for
+from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.errors import FreshDBError
+from freshdb.migrators import Migrator, as_migrator
+from freshdb.pool import ClonePool, Copy
+from freshdb.template import Template, TemplateBuilder, prune_templates
+
+log = logging.getLogger("freshdb")
+
+
+class _SqlCopyWorker:
+    """The pool's background work, done with the dialect's SQL on one connection."""
+
+    def __init__(self, dialect: Dialect, address: ServerAddress, recipe: CopyRecipe) -> None:
+        self.dialect = dialect
+        self.recipe = recipe
+        self.conn = dialect.connect(address)
+
+    def clone(self, name: str) -> None:
+        self._translated(self.dialect.clone, self.conn, self.recipe, name)
+
+    def drop(self, name: str) -> None:
+        self._translated(self.dialect.drop_database, self.conn, name)
+
+    def rename(self, old: str, new: str) -> None:
+        self._translated(self.dialect.rename_database, self.conn, old, new)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def _translated(self, operation: Any, *args: Any) -> None:
+        try:
+            operation(*args)
+        except FreshDBError:
+            raise
+        except Exception as exc:
+            translated = self.dialect.translate_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
+
+
+class DatabaseServer:
+    """A database server with a template built from ``schema`` and a pool of copies.
+
+    >>> with DatabaseServer("postgres", schema=Base.metadata) as server:  # doctest: +SKIP
+    ...     with server.database() as db:
+    ...         engine = db.engine()
+
+    Settings not given here come from ``FRESHDB_*`` environment variables, then
+    ``[tool.freshdb]`` in ``pyproject.toml``, then defaults (see :mod:`freshdb.config`).
+    """
+
+    def __init__(
+        self,
+        engine: str | None = None,
+        *,
+        schema: Any = None,
+        image: str | None = None,
+        mode: str | None = None,
+        url: str | None = None,
+        pool_size: int | None = None,
+        **settings: Any,
+    ) -> None:
+        self.settings: Settings = resolve_settings(
+            {
+                "engine": engine,
+                "image": image,
+                "mode": mode,
+                "url": url,
+                "pool_size": pool_size,
+                **settings,
+            }
+        )
+        self.dialect: Dialect = dialect_for(self.settings.engine)
+        self._schema = schema if schema is not None else self.settings.schema
+        self._lock = threading.Lock()
+        self._backend: ServerBackend | None = None
+        self._running: RunningServer | None = None
+        self._lease: DBAPIConnection | None = None
+        self._owner: str | None = None
+        self._template: Template | None = None
+        self._pool: ClonePool | None = None
+        self._reaped: list[str] = []
+        self._start_seconds = 0.0
+
+    def __repr__(self) -> str:
+        state = "running" if self._pool is not None else "stopped"
+        return f"<DatabaseServer {self.settings.engine} {self.settings.mode} {state}>"
+
+    # -- life -------------------------------------------------------------------
+    def start(self) -> DatabaseServer:
+        """Start or reuse the server, build or reuse the template, fill the pool."""
+        with self._lock:
+            if self._pool is not None:
+                return self
+            started = time.perf_counter()
+            migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
+            backend = backend_for(self.settings, self.dialect)
+            running = backend.start()
+            try:
+                self._begin_session(backend, running, migrator)
+            except BaseException:
+                self._end_session()
+                backend.stop()
+                raise
+            self._start_seconds = time.perf_counter() - started
+            log.info(
+                "freshdb %s server ready in %.2f s (%s), template %s (%s)",
+                self.settings.engine,
+                self._start_seconds,
+                "reused" if running.reused else "started",
+                self.template,
+                "reused" if self._template and self._template.reused else "built",
+            )
+            return self
+
+    def _begin_session(
+        self, backend: ServerBackend, running: RunningServer, migrator: Migrator
+    ) -> None:
+        self._backend, self._running = backend, running
+        address = running.address
+        prefix = self.settings.prefix
+        self._owner = naming.new_owner_id()
+        self._lease = self.dialect.connect(address)
+        self.dialect.take_owner_lease(self._lease, self._owner)
+        self._reaped = reap_dead_owners(self.dialect, self._lease, prefix)
+        builder = TemplateBuilder(self.dialect, address, prefix, self._owner)
+        template = builder.ensure(self._lease, migrator)
+        self._template = template
+        prune_templates(
+            self.dialect, self._lease, prefix, self.settings.keep_templates, {template.name}
+        )
+        recipe = self.dialect.copy_recipe(self._lease, template.name)
+        owner = self._owner
+        pool = ClonePool(
+            open_worker=lambda: _SqlCopyWorker(self.dialect, address, recipe),
+            copy_name=lambda seq: naming.copy_name(prefix, template.fingerprint, owner, seq),
+            kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
+            size=self.settings.pool_size,
+            acquire_timeout=self.settings.acquire_timeout,
+        )
+        pool.start()
+        self._pool = pool
+
+    def stop(self) -> None:
+        """Drop this session's copies; remove a throwaway server, keep a sticky one."""
+        with self._lock:
+            backend = self._backend
+            self._end_session()
+            if backend is not None:
+                backend.stop()
+
+    def _end_session(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+        lease, self._lease = self._lease, None
+        if lease is not None:
+            try:
+                if self._owner is not None:
+                    self._drop_own_leftovers(lease, self._owner)
+            except Exception as exc:  # the server may be gone already
+                log.debug("final sweep of own copies failed: %s", exc)
+            finally:
+                try:
+                    lease.close()
+                except Exception as exc:
+                    log.debug("closing the lease connection failed: %s", exc)
+        self._backend = None
+
+    def _drop_own_leftovers(self, lease: DBAPIConnection, owner: str) -> None:
+        for name in self.dialect.list_databases(lease, self.settings.prefix):
+            parsed = naming.parse_database_name(self.settings.prefix, name)
+            if parsed and parsed.owner == owner and parsed.kind in ("copy", "build"):
+                self.dialect.drop_database(lease, name)
+
+    def __enter__(self) -> DatabaseServer:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- copies -------------------------------------------------------------------
+    def database(self, timeout: float | None = None) -> Database:
+        """A fresh copy of the template (waits only if the pool is empty)."""
+        pool = self._require_pool()
+        return self._wrap(pool, pool.acquire(timeout))
+
+    def adatabase(self, timeout: float | None = None) -> AsyncDatabaseContext:
+        """``async with server.adatabase() as db``: a fresh copy for async code."""
+        pool = self._require_pool()
+
+        def now() -> Database | None:
+            copy = pool.try_acquire()
+            return None if copy is None else self._wrap(pool, copy)
+
+        return AsyncDatabaseContext(now, lambda: self._wrap(pool, pool.acquire(timeout)))
+
+    def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
+        address = self.address
+        return Database(
+            copy.name,
+            self.dialect.sync_url(address, copy.name),
+            self.dialect.async_url(address, copy.name),
+            release=lambda keep: pool.release(copy, keep=keep),
+        )
+
+    def _require_pool(self) -> ClonePool:
+        pool = self._pool
+        if pool is None:
+            raise FreshDBError(
+                "the server is not started: use `with DatabaseServer(...) as server:` or "
+                "call server.start() first"
+            )
+        return pool
+
+    # -- facts ------------------------------------------------------------------
+    @property
+    def address(self) -> ServerAddress:
+        """Where the server is (host, port, admin credentials)."""
+        if self._running is None:
+            raise FreshDBError("the server is not started")
+        return self._running.address
+
+    @property
+    def url(self) -> URL:
+        """The admin URL of the server (sync driver)."""
+        return self.dialect.sync_url(self.address)
+
+    @property
+    def template(self) -> str | None:
+        """The name of the template copies are made from."""
+        return self._template.name if self._template else None
+
+    @property
+    def running(self) -> RunningServer | None:
+        """How the server was found or started, if it is."""
+        return self._running
+
+    def stats(self) -> dict[str, Any]:
+        """Pool counts (ready, busy, total, clones, waits) and what the session uses."""
+        pool_stats = self._pool.stats() if self._pool is not None else {}
+        return {
+            "engine": self.settings.engine,
+            "mode": self.settings.mode,
+            "template": self.template,
+            "template_reused": self._template.reused if self._template else None,
+            "template_build_seconds": (
+                round(self._template.build_seconds, 3) if self._template else None
+            ),
+            "start_seconds": round(self._start_seconds, 3),
+            "server": self._running.describe() if self._running else None,
+            "reaped": list(self._reaped),
+            **pool_stats,
+        }
+
+
+def reap_dead_owners(dialect: Dialect, conn: DBAPIConnection, prefix: str) -> list[str]:
+    """Drop copies and half-built templates whose owner session is gone."""
+    parsed = [
+        p
+        for name in dialect.list_databases(conn, prefix)
+        if (p := naming.parse_database_name(prefix, name)) and p.kind in ("copy", "build")
+    ]
+    owners = sorted({p.owner for p in parsed if p.owner})
+    alive = dialect.live_owners(conn, owners)
+    reaped = []
+    for leftover in parsed:
+        if leftover.owner not in alive:
+            log.info("reaping %s: its owner session is gone", leftover.name)
+            dialect.drop_database(conn, leftover.name)
+            reaped.append(leftover.name)
+    return reaped

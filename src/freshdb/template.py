@@ -1,0 +1,202 @@
+"""The template: built once per fingerprint, complete only when migrations succeed.
+
+Like pgtestdb: the fingerprint (engine, server version, migrator fingerprint) names
+the template; it is built under an exclusive server-side lock, in a database of its
+own, and becomes the template by an atomic final step (a rename on Postgres, a
+completion marker on MySQL). A crash leaves no complete template behind, and the
+next builder simply starts over.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import logging
+import time
+
+import sqlalchemy
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.pool import NullPool
+
+from freshdb import naming
+from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
+from freshdb.errors import FreshDBError, MigrationError
+from freshdb.migrators import Migrator, describe, digest
+
+log = logging.getLogger("freshdb")
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateFingerprint:
+    """What a template is built from; its digest names the template."""
+
+    family: str
+    server_version: str
+    migrator: str
+
+    @property
+    def digest(self) -> str:
+        """The hex digest that names the template."""
+        return digest("template", self.family, self.server_version, self.migrator)
+
+
+@dataclasses.dataclass(frozen=True)
+class Template:
+    """A complete template on a server."""
+
+    name: str
+    fingerprint: str
+    reused: bool
+    build_seconds: float = 0.0
+
+
+class TemplateBuilder:
+    """Finds or builds the template for a migrator on one server."""
+
+    def __init__(
+        self,
+        dialect: Dialect,
+        address: ServerAddress,
+        prefix: str,
+        owner: str,
+        lock_timeout: float = 600.0,
+    ) -> None:
+        self.dialect = dialect
+        self.address = address
+        self.prefix = prefix
+        self.owner = owner
+        self.lock_timeout = lock_timeout
+
+    def fingerprint(self, conn: DBAPIConnection, migrator: Migrator) -> TemplateFingerprint:
+        """The fingerprint of ``migrator``'s template on this server."""
+        return TemplateFingerprint(
+            family=self.dialect.family,
+            server_version=self.dialect.server_version(conn),
+            migrator=migrator.fingerprint(),
+        )
+
+    def ensure(self, lease: DBAPIConnection, migrator: Migrator) -> Template:
+        """The complete template for ``migrator``, built now if there is none.
+
+        ``lease`` is the session's long-lived connection: it holds the build lock
+        while building, and afterwards marks the template as in use for as long as
+        the session lives (so pruning never drops it under a live session).
+        """
+        fingerprint = self.fingerprint(lease, migrator).digest
+        name = naming.template_name(self.prefix, fingerprint)
+        self.dialect.lock_template(lease, fingerprint, self.lock_timeout)
+        try:
+            if self.dialect.template_is_complete(lease, name):
+                template = Template(name, fingerprint, reused=True)
+            else:
+                template = self._build(lease, migrator, fingerprint, name)
+            self.dialect.mark_template_in_use(lease, fingerprint)
+        finally:
+            self.dialect.unlock_template(lease, fingerprint)
+        return template
+
+    def _build(
+        self, lease: DBAPIConnection, migrator: Migrator, fingerprint: str, name: str
+    ) -> Template:
+        started = time.perf_counter()
+        # Holding the exclusive lock, any other build of this fingerprint is a
+        # crashed builder's leftover.
+        for existing in self.dialect.list_databases(lease, self.prefix):
+            parsed = naming.parse_database_name(self.prefix, existing)
+            if parsed and parsed.kind == "build" and fingerprint.startswith(parsed.fingerprint):
+                log.info("dropping %s, left by a builder that did not finish", existing)
+                self.dialect.drop_database(lease, existing)
+        build = self.dialect.build_database_name(
+            name, naming.build_name(self.prefix, fingerprint, self.owner)
+        )
+        if build == name and self.dialect.database_exists(lease, name):
+            self.dialect.drop_database(lease, name)  # incomplete: no completion marker
+        log.info("building template %s with %s", name, describe(migrator))
+        self.dialect.create_database(lease, build)
+        try:
+            self._migrate(migrator, build)
+            comment = json.dumps(
+                {
+                    "freshdb": "template",
+                    "fingerprint": fingerprint,
+                    "migrator": describe(migrator),
+                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                }
+            )
+            self.dialect.complete_template(lease, build, name, comment)
+        except BaseException:
+            try:
+                self.dialect.drop_database(lease, build)
+            except Exception as drop_error:  # the server may be gone; reaping finishes it
+                log.warning("could not drop the failed build %s: %s", build, drop_error)
+            raise
+        seconds = time.perf_counter() - started
+        log.info("template %s built in %.2f s", name, seconds)
+        return Template(name, fingerprint, reused=False, build_seconds=seconds)
+
+    def _migrate(self, migrator: Migrator, database: str) -> None:
+        engine = sqlalchemy.create_engine(
+            self.dialect.sync_url(self.address, database), poolclass=NullPool
+        )
+        try:
+            with engine.connect() as connection:
+                migrator.migrate(connection)
+                connection.commit()
+        except FreshDBError:
+            raise
+        except DBAPIError as exc:
+            translated = self.dialect.translate_error(exc.orig) if exc.orig else None
+            if translated is not None and not isinstance(translated, MigrationError):
+                raise translated from exc
+            statement = " ".join(str(exc.statement or "").split())
+            if len(statement) > 300:
+                statement = statement[:297] + "..."
+            raise MigrationError(
+                f"building the template with {describe(migrator)} failed: "
+                f"{str(exc.orig).strip()}\n    in statement: {statement}\n"
+                "Fix the migration; no template was marked complete, so the next run "
+                "builds it again"
+            ) from exc
+        except Exception as exc:
+            raise MigrationError(
+                f"building the template with {describe(migrator)} failed: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        finally:
+            engine.dispose()
+
+
+def template_created(dialect: Dialect, conn: DBAPIConnection, name: str) -> str:
+    """When a template was completed (ISO 8601), from the comment stored on it."""
+    try:
+        return str(json.loads(dialect.database_comment(conn, name) or "{}").get("created", ""))
+    except ValueError:
+        return ""
+
+
+def prune_templates(
+    dialect: Dialect, conn: DBAPIConnection, prefix: str, keep: int, protect: set[str]
+) -> list[str]:
+    """Drop all but the ``keep`` newest templates, skipping any a live session uses."""
+    templates = [
+        parsed
+        for name in dialect.list_databases(conn, prefix)
+        if (parsed := naming.parse_database_name(prefix, name)) and parsed.kind == "template"
+    ]
+    if len(templates) <= keep:
+        return []
+    templates.sort(key=lambda t: template_created(dialect, conn, t.name), reverse=True)
+    dropped = []
+    for template in templates[keep:]:
+        if template.name in protect:
+            continue
+        if not dialect.try_lock_unused_template(conn, template.fingerprint):
+            continue  # a live session clones from it
+        try:
+            log.info("dropping stale template %s", template.name)
+            dialect.drop_database(conn, template.name)
+            dropped.append(template.name)
+        finally:
+            dialect.unlock_template(conn, template.fingerprint)
+    return dropped

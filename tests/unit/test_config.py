@@ -1,0 +1,116 @@
+"""Configuration precedence: arguments > environment > pyproject.toml > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from freshdb.config import resolve_settings
+from freshdb.errors import ConfigurationError
+
+
+def write_pyproject(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "pyproject.toml"
+    path.write_text(body)
+    return path
+
+
+def test_defaults_without_any_source() -> None:
+    settings = resolve_settings({}, environ={}, pyproject=False)
+    assert settings.engine == "postgres"
+    assert settings.mode == "sticky"
+    assert settings.pool_size == 3
+    assert settings.image is None
+    assert settings.prefix == "freshdb"
+
+
+def test_precedence_arguments_over_environment_over_pyproject(tmp_path: Path) -> None:
+    pyproject = write_pyproject(
+        tmp_path, "[tool.freshdb]\npool_size = 7\nprefix = 'frompyproject'\ntmpfs-size = '1g'\n"
+    )
+    env = {"FRESHDB_POOL_SIZE": "5", "FRESHDB_PREFIX": "fromenv"}
+    from_files = resolve_settings({}, environ={}, pyproject=pyproject)
+    assert (from_files.pool_size, from_files.prefix, from_files.tmpfs_size) == (
+        7,
+        "frompyproject",
+        "1g",
+    )
+    from_env = resolve_settings({}, environ=env, pyproject=pyproject)
+    assert (from_env.pool_size, from_env.prefix, from_env.tmpfs_size) == (5, "fromenv", "1g")
+    from_args = resolve_settings({"pool_size": 2}, environ=env, pyproject=pyproject)
+    assert (from_args.pool_size, from_args.prefix) == (2, "fromenv")
+
+
+def test_none_arguments_mean_not_given() -> None:
+    settings = resolve_settings({"pool_size": None}, environ={"FRESHDB_POOL_SIZE": "9"}, pyproject=False)
+    assert settings.pool_size == 9
+
+
+def test_engine_specific_image_beats_generic(tmp_path: Path) -> None:
+    pyproject = write_pyproject(tmp_path, "[tool.freshdb]\nimage = 'generic:1'\npostgres_image = 'pg:file'\n")
+    assert resolve_settings({}, environ={}, pyproject=pyproject).image == "pg:file"
+    env = {"FRESHDB_IMAGE": "generic:env"}
+    assert resolve_settings({}, environ=env, pyproject=pyproject).image == "generic:env"
+    env["FRESHDB_POSTGRES_IMAGE"] = "pg:env"
+    assert resolve_settings({}, environ=env, pyproject=pyproject).image == "pg:env"
+    assert resolve_settings({"engine": "mariadb"}, environ=env, pyproject=pyproject).image == "generic:env"
+    assert resolve_settings({"image": "pg:arg"}, environ=env, pyproject=pyproject).image == "pg:arg"
+
+
+def test_ci_makes_throwaway_the_default_mode() -> None:
+    assert resolve_settings({}, environ={"CI": "true"}, pyproject=False).mode == "throwaway"
+    assert resolve_settings({}, environ={"CI": "false"}, pyproject=False).mode == "sticky"
+    explicit = resolve_settings({"mode": "sticky"}, environ={"CI": "true"}, pyproject=False)
+    assert explicit.mode == "sticky"
+
+
+def test_url_implies_external_mode_unless_a_mode_is_chosen() -> None:
+    env = {"FRESHDB_URL": "postgresql://u:p@db:5432/postgres"}
+    assert resolve_settings({}, environ=env, pyproject=False).mode == "external"
+    sticky = resolve_settings({"mode": "sticky"}, environ=env, pyproject=False)
+    assert sticky.mode == "sticky" and sticky.url is None
+
+
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        ({"engine": "sqlite"}, "unknown engine 'sqlite'"),
+        ({"mode": "forever"}, "unknown mode 'forever'"),
+        ({"mode": "external"}, "needs the admin URL"),
+        ({"url": "not a url"}, "malformed server URL"),
+        ({"url": "redis://localhost"}, "is not served"),
+        ({"prefix": "bad prefix"}, "not usable in database and container names"),
+        ({"prefix": "x'; DROP"}, "not usable in database and container names"),
+        ({"pool_size": -1}, "pool_size must be between"),
+        ({"pool_size": "many"}, "must be a number"),
+        ({"tmpfs_size": "lots"}, "is not a size"),
+        ({"nonsense": 1}, "unknown freshdb setting"),
+    ],
+)
+def test_bad_input_says_what_to_do(arguments: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        resolve_settings(arguments, environ={}, pyproject=False)
+
+
+def test_malformed_url_error_hides_the_password() -> None:
+    with pytest.raises(ConfigurationError) as info:
+        resolve_settings({"url": "postgresql://user:s3cret@"}, environ={}, pyproject=False)
+    assert "s3cret" not in str(info.value)
+
+
+def test_pyproject_rejects_unknown_keys_and_urls(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="unknown key"):
+        resolve_settings({}, environ={}, pyproject=write_pyproject(tmp_path, "[tool.freshdb]\npool = 1\n"))
+    with pytest.raises(ConfigurationError, match="keep server URLs"):
+        resolve_settings(
+            {}, environ={}, pyproject=write_pyproject(tmp_path, "[tool.freshdb]\nurl = 'postgresql://x'\n")
+        )
+
+
+def test_pyproject_is_found_upwards(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write_pyproject(tmp_path, "[tool.freshdb]\npool_size = 11\n")
+    nested = tmp_path / "a" / "b"
+    nested.mkdir(parents=True)
+    monkeypatch.chdir(nested)
+    assert resolve_settings({}, environ={}).pool_size == 11

@@ -1,0 +1,121 @@
+"""Fingerprints change exactly when the schema would change; SQL splits correctly."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from freshdb.errors import ConfigurationError
+from freshdb.migrators import (
+    CallableMigrator,
+    ComposedMigrator,
+    EmptyMigrator,
+    MetadataMigrator,
+    SqlMigrator,
+    as_migrator,
+    split_statements,
+)
+
+
+def metadata(extra_column: bool = False) -> sa.MetaData:
+    md = sa.MetaData()
+    columns = [sa.Column("id", sa.Integer, primary_key=True), sa.Column("name", sa.String(20))]
+    if extra_column:
+        columns.append(sa.Column("email", sa.String(50)))
+    sa.Table("users", md, *columns)
+    return md
+
+
+def test_metadata_fingerprint_follows_the_ddl() -> None:
+    assert MetadataMigrator(metadata()).fingerprint() == MetadataMigrator(metadata()).fingerprint()
+    assert MetadataMigrator(metadata()).fingerprint() != MetadataMigrator(metadata(True)).fingerprint()
+    assert any("CREATE TABLE users" in s for s in MetadataMigrator(metadata()).ddl())
+
+
+def test_sql_fingerprint_follows_contents_and_names(tmp_path: Path) -> None:
+    (tmp_path / "001_a.sql").write_text("CREATE TABLE a (x int);")
+    (tmp_path / "002_b.sql").write_text("CREATE TABLE b (x int);")
+    first = SqlMigrator(tmp_path).fingerprint()
+    assert [f.name for f in SqlMigrator(tmp_path).files()] == ["001_a.sql", "002_b.sql"]
+    (tmp_path / "002_b.sql").write_text("CREATE TABLE b (x bigint);")
+    assert SqlMigrator(tmp_path).fingerprint() != first
+    (tmp_path / "003_c.sql").write_text("SELECT 1;")
+    assert len(SqlMigrator(tmp_path).files()) == 3
+
+
+def test_callable_fingerprint_from_source_or_key() -> None:
+    def build(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("CREATE TABLE t (x int)")
+
+    def other(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("CREATE TABLE u (x int)")
+
+    assert CallableMigrator(build).fingerprint() != CallableMigrator(other).fingerprint()
+    assert CallableMigrator(build, key="v1").fingerprint() != CallableMigrator(build, key="v2").fingerprint()
+    assert CallableMigrator(build, key="v1").fingerprint() == CallableMigrator(other, key="v1").fingerprint()
+
+
+def test_composition_fingerprint_covers_every_part_in_order(tmp_path: Path) -> None:
+    seed = tmp_path / "seed.sql"
+    seed.write_text("INSERT INTO users VALUES (1, 'a');")
+    composed = as_migrator([metadata(), seed])
+    assert isinstance(composed, ComposedMigrator)
+    reordered = ComposedMigrator([SqlMigrator(seed), MetadataMigrator(metadata())])
+    before = composed.fingerprint()
+    assert before != reordered.fingerprint()
+    seed.write_text("INSERT INTO users VALUES (2, 'b');")
+    assert as_migrator([metadata(), seed]).fingerprint() != before
+
+
+def test_as_migrator_accepts_the_documented_forms(tmp_path: Path) -> None:
+    assert isinstance(as_migrator(None), EmptyMigrator)
+    assert isinstance(as_migrator(metadata()), MetadataMigrator)
+    (tmp_path / "s.sql").write_text("SELECT 1;")
+    assert isinstance(as_migrator(tmp_path / "s.sql"), SqlMigrator)
+    assert isinstance(as_migrator(str(tmp_path)), SqlMigrator)
+    assert isinstance(as_migrator(lambda c: None), CallableMigrator)
+    imported = as_migrator("tests.unit.test_migrators:SCHEMA")
+    assert isinstance(imported, MetadataMigrator)
+
+
+SCHEMA = metadata()
+
+
+@pytest.mark.parametrize(
+    ("schema", "message"),
+    [
+        ("missing/schema.sql", "does not exist"),
+        ("not a thing", "neither an existing"),
+        ("no_such_module_xyz:thing", "cannot import"),
+        (42, "is not something freshdb can build"),
+    ],
+)
+def test_bad_schema_says_what_to_do(schema: object, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        as_migrator(schema)
+
+
+def test_empty_sql_directory_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="no .sql files"):
+        SqlMigrator(tmp_path).files()
+
+
+def test_split_statements_respects_quotes_comments_and_bodies() -> None:
+    text = """-- leading comment
+CREATE TABLE a (x text default 'a;b');
+CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
+/* block; */ INSERT INTO a VALUES ('it''s; ok');
+INSERT INTO "we;ird" VALUES (1);
+DELIMITER //
+CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END //
+DELIMITER ;
+SELECT 3
+"""
+    statements = list(split_statements(text))
+    assert [s.line for s in statements] == [1, 3, 4, 5, 7, 9]
+    assert statements[1].sql.endswith("LANGUAGE sql")
+    assert "SELECT 1; SELECT 2; END" in statements[4].sql
+    assert statements[-1].sql == "SELECT 3"
+    assert list(split_statements("-- only a comment\n;\n")) == []
