@@ -45,9 +45,12 @@ _KIND_LETTER: dict[DatabaseKind, str] = {"template": "t", "build": "b", "copy": 
 _LETTER_KIND: dict[str, DatabaseKind] = {v: k for k, v in _KIND_LETTER.items()}
 
 # Advisory-lock namespaces (Postgres two-key advisory locks: the first key).
+# Building (or removing) a template is exclusive under BUILD; a session that clones a
+# template holds a shared lock under TEMPLATE for its whole life (taken while holding
+# BUILD), so a remover holding BUILD sees every user in pg_locks.
 LOCK_NAMESPACE_TEMPLATE = 0x66646274  # "fdbt"
 LOCK_NAMESPACE_OWNER = 0x6664626F  # "fdbo"
-LOCK_NAMESPACE_SERVER = 0x66646273  # "fdbs"
+LOCK_NAMESPACE_BUILD = 0x66646262  # "fdbb"
 
 
 def new_owner_id() -> str:
@@ -165,3 +168,38 @@ def check_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"refusing unsafe database name {name!r}")
     return name
+
+
+# -- MySQL/MariaDB: named locks (GET_LOCK) and the template's completion marker ----------
+# Named locks are server-wide strings of at most 64 characters. MySQL has no shared
+# named locks, so a session marks a template "in use" by holding one of a fixed set of
+# per-template user slots; a template none of whose slots is held is unused.
+SERVER_LOCK_NAME_LIMIT = 64
+TEMPLATE_USER_SLOTS = 128
+#: The table whose presence marks a MySQL template complete (created last, atomically).
+COMPLETION_MARKER_TABLE = "_freshdb_complete"
+#: The marker's name while it is being filled, before the atomic rename.
+COMPLETION_MARKER_PENDING_TABLE = "_freshdb_completing"
+
+
+def _server_lock(name: str) -> str:
+    if len(name) > SERVER_LOCK_NAME_LIMIT:
+        raise ValueError(f"lock name {name!r} is longer than {SERVER_LOCK_NAME_LIMIT} characters")
+    return name
+
+
+def owner_lease_lock(owner: str) -> str:
+    """The named lock an owner session holds for as long as it lives."""
+    return _server_lock(f"freshdb:owner:{owner}")
+
+
+def template_build_lock(fingerprint: str) -> str:
+    """The exclusive named lock for building (or removing) a template."""
+    return _server_lock(f"freshdb:template:{fingerprint[:TEMPLATE_FINGERPRINT_LENGTH]}")
+
+
+def template_user_lock(fingerprint: str, slot: int) -> str:
+    """One of the named locks a session holds while it clones a template."""
+    if not 0 <= slot < TEMPLATE_USER_SLOTS:
+        raise ValueError(f"template user slot {slot} is out of range")
+    return _server_lock(f"freshdb:user:{fingerprint[:TEMPLATE_FINGERPRINT_LENGTH]}:{slot}")

@@ -282,8 +282,13 @@ class DatabaseServer:
         }
 
 
-def reap_dead_owners(dialect: Dialect, conn: DBAPIConnection, prefix: str) -> list[str]:
-    """Drop copies and half-built templates whose owner session is gone."""
+def reap_dead_owners(
+    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, dry_run: bool = False
+) -> list[str]:
+    """Drop copies and half-built templates whose owner session is gone.
+
+    With ``dry_run``, only name them (``freshdb prune --dry-run``).
+    """
     parsed = [
         p
         for name in dialect.list_databases(conn, prefix)
@@ -294,7 +299,8 @@ def reap_dead_owners(dialect: Dialect, conn: DBAPIConnection, prefix: str) -> li
     reaped = []
     for leftover in parsed:
         if leftover.owner not in alive:
-            log.info("reaping %s: its owner session is gone", leftover.name)
-            dialect.drop_database(conn, leftover.name)
+            if not dry_run:
+                log.info("reaping %s: its owner session is gone", leftover.name)
+                dialect.drop_database(conn, leftover.name)
             reaped.append(leftover.name)
     return reaped

@@ -176,9 +176,18 @@ def template_created(dialect: Dialect, conn: DBAPIConnection, name: str) -> str:
 
 
 def prune_templates(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str, keep: int, protect: set[str]
+    dialect: Dialect,
+    conn: DBAPIConnection,
+    prefix: str,
+    keep: int,
+    protect: set[str],
+    *,
+    dry_run: bool = False,
 ) -> list[str]:
-    """Drop all but the ``keep`` newest templates, skipping any a live session uses."""
+    """Drop all but the ``keep`` newest templates, skipping any a live session uses.
+
+    With ``dry_run``, only name them (``freshdb prune --dry-run``).
+    """
     templates = [
         parsed
         for name in dialect.list_databases(conn, prefix)
@@ -194,8 +203,9 @@ def prune_templates(
         if not dialect.try_lock_unused_template(conn, template.fingerprint):
             continue  # a live session clones from it
         try:
-            log.info("dropping stale template %s", template.name)
-            dialect.drop_database(conn, template.name)
+            if not dry_run:
+                log.info("dropping stale template %s", template.name)
+                dialect.drop_database(conn, template.name)
             dropped.append(template.name)
         finally:
             dialect.unlock_template(conn, template.fingerprint)

@@ -43,18 +43,25 @@ def test_precedence_arguments_over_environment_over_pyproject(tmp_path: Path) ->
 
 
 def test_none_arguments_mean_not_given() -> None:
-    settings = resolve_settings({"pool_size": None}, environ={"FRESHDB_POOL_SIZE": "9"}, pyproject=False)
+    settings = resolve_settings(
+        {"pool_size": None}, environ={"FRESHDB_POOL_SIZE": "9"}, pyproject=False
+    )
     assert settings.pool_size == 9
 
 
 def test_engine_specific_image_beats_generic(tmp_path: Path) -> None:
-    pyproject = write_pyproject(tmp_path, "[tool.freshdb]\nimage = 'generic:1'\npostgres_image = 'pg:file'\n")
+    pyproject = write_pyproject(
+        tmp_path, "[tool.freshdb]\nimage = 'generic:1'\npostgres_image = 'pg:file'\n"
+    )
     assert resolve_settings({}, environ={}, pyproject=pyproject).image == "pg:file"
     env = {"FRESHDB_IMAGE": "generic:env"}
     assert resolve_settings({}, environ=env, pyproject=pyproject).image == "generic:env"
     env["FRESHDB_POSTGRES_IMAGE"] = "pg:env"
     assert resolve_settings({}, environ=env, pyproject=pyproject).image == "pg:env"
-    assert resolve_settings({"engine": "mariadb"}, environ=env, pyproject=pyproject).image == "generic:env"
+    assert (
+        resolve_settings({"engine": "mariadb"}, environ=env, pyproject=pyproject).image
+        == "generic:env"
+    )
     assert resolve_settings({"image": "pg:arg"}, environ=env, pyproject=pyproject).image == "pg:arg"
 
 
@@ -101,10 +108,14 @@ def test_malformed_url_error_hides_the_password() -> None:
 
 def test_pyproject_rejects_unknown_keys_and_urls(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="unknown key"):
-        resolve_settings({}, environ={}, pyproject=write_pyproject(tmp_path, "[tool.freshdb]\npool = 1\n"))
+        resolve_settings(
+            {}, environ={}, pyproject=write_pyproject(tmp_path, "[tool.freshdb]\npool = 1\n")
+        )
     with pytest.raises(ConfigurationError, match="keep server URLs"):
         resolve_settings(
-            {}, environ={}, pyproject=write_pyproject(tmp_path, "[tool.freshdb]\nurl = 'postgresql://x'\n")
+            {},
+            environ={},
+            pyproject=write_pyproject(tmp_path, "[tool.freshdb]\nurl = 'postgresql://x'\n"),
         )
 
 

@@ -30,7 +30,9 @@ def metadata(extra_column: bool = False) -> sa.MetaData:
 
 def test_metadata_fingerprint_follows_the_ddl() -> None:
     assert MetadataMigrator(metadata()).fingerprint() == MetadataMigrator(metadata()).fingerprint()
-    assert MetadataMigrator(metadata()).fingerprint() != MetadataMigrator(metadata(True)).fingerprint()
+    assert (
+        MetadataMigrator(metadata()).fingerprint() != MetadataMigrator(metadata(True)).fingerprint()
+    )
     assert any("CREATE TABLE users" in s for s in MetadataMigrator(metadata()).ddl())
 
 
@@ -53,8 +55,14 @@ def test_callable_fingerprint_from_source_or_key() -> None:
         connection.exec_driver_sql("CREATE TABLE u (x int)")
 
     assert CallableMigrator(build).fingerprint() != CallableMigrator(other).fingerprint()
-    assert CallableMigrator(build, key="v1").fingerprint() != CallableMigrator(build, key="v2").fingerprint()
-    assert CallableMigrator(build, key="v1").fingerprint() == CallableMigrator(other, key="v1").fingerprint()
+    assert (
+        CallableMigrator(build, key="v1").fingerprint()
+        != CallableMigrator(build, key="v2").fingerprint()
+    )
+    assert (
+        CallableMigrator(build, key="v1").fingerprint()
+        == CallableMigrator(other, key="v1").fingerprint()
+    )
 
 
 def test_composition_fingerprint_covers_every_part_in_order(tmp_path: Path) -> None:
@@ -98,7 +106,7 @@ def test_bad_schema_says_what_to_do(schema: object, message: str) -> None:
 
 
 def test_empty_sql_directory_is_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="no .sql files"):
+    with pytest.raises(ConfigurationError, match=r"no \.sql files"):
         SqlMigrator(tmp_path).files()
 
 

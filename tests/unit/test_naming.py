@@ -6,7 +6,6 @@ import pytest
 
 from freshdb import naming
 
-
 FINGERPRINT = "0123456789abcdef" * 4
 
 
@@ -53,7 +52,9 @@ def test_owner_ids_fit_a_signed_int4_lock_key() -> None:
 
 
 def test_settings_hash_is_stable_and_order_free() -> None:
-    assert naming.settings_hash({"a": 1, "b": [1, 2]}) == naming.settings_hash({"b": [1, 2], "a": 1})
+    assert naming.settings_hash({"a": 1, "b": [1, 2]}) == naming.settings_hash(
+        {"b": [1, 2], "a": 1}
+    )
     assert naming.settings_hash({"a": 1}) != naming.settings_hash({"a": 2})
 
 

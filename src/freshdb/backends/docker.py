@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
+import re
 import secrets
 import signal
 import socket
+import termios
 import threading
 import time
+import tty
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import FrameType
 from typing import Any, cast
@@ -45,6 +50,7 @@ from freshdb.errors import (
     FreshDBError,
     ImageError,
     ServerStartError,
+    ServerUnavailableError,
 )
 
 log = logging.getLogger("freshdb")
@@ -111,6 +117,7 @@ class DockerBackend(ServerBackend):
         self._client: docker.DockerClient | None = None
         self._docker_url = ""
         self._container: Container | None = None
+        self._reach: Reachability | None = None  # where published ports are reached (CLI)
 
     # -- public ---------------------------------------------------------------
     def start(self) -> RunningServer:
@@ -215,6 +222,18 @@ class DockerBackend(ServerBackend):
             "format": 1,
         }
 
+    def sticky_name(self) -> str:
+        """The sticky container's name: the same for the same engine, image and prefix.
+
+        Tuning is not part of the name but of the settings-hash label, so a settings
+        change replaces the container in place instead of leaving the old one behind.
+        """
+        return naming.sticky_container_name(
+            self.settings.prefix,
+            self.settings.engine,
+            naming.settings_hash({"engine": self.settings.engine, "image": self.image_name}),
+        )
+
     def _labels(self, shape_hash: str) -> dict[str, str]:
         return {
             naming.LABEL_MANAGED: "true",
@@ -242,13 +261,8 @@ class DockerBackend(ServerBackend):
     def _start_sticky(
         self, client: docker.DockerClient, image: Image, spec: ContainerSpec, reach: Reachability
     ) -> tuple[Container, ServerAddress, bool]:
-        shape = self._shape(image, spec, reach)
-        shape_hash = naming.settings_hash(shape)
-        name = naming.sticky_container_name(
-            self.settings.prefix,
-            self.settings.engine,
-            naming.settings_hash({"engine": self.settings.engine, "image": self.image_name}),
-        )
+        shape_hash = naming.settings_hash(self._shape(image, spec, reach))
+        name = self.sticky_name()
         lock_path = state_directory() / "locks" / naming.lock_name(name, self._docker_url)
         lock_path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -427,6 +441,40 @@ class DockerBackend(ServerBackend):
                 removed.append(str(container.name))
         return removed
 
+    # -- inspection (the CLI) -------------------------------------------------------
+    def find_sticky(self) -> Container | None:
+        """The sticky container of these settings, if it exists (never starts one)."""
+        try:
+            container = self.client().containers.get(self.sticky_name())
+        except docker.errors.NotFound:
+            return None
+        self._check_ours(container)
+        return container
+
+    def address_of(self, container: Container, dialect: Dialect | None = None) -> ServerAddress:
+        """How to reach the server in a running freshdb container as its administrator.
+
+        ``dialect`` is the one of the container's engine, when that is not this
+        backend's (the CLI looks at servers of every engine).
+        """
+        dialect = dialect or self.dialect
+        engine = (container.labels or {}).get(naming.LABEL_ENGINE) or self.settings.engine
+        settings = self.settings
+        if engine != settings.engine:
+            settings = settings.replace(engine=engine)
+        spec = dialect.container_spec(settings, self.image_name, "")
+        port = _published_port(container, spec.port)
+        if port is None:
+            raise ServerUnavailableError(
+                f"container {container.name} publishes no port for its server (it is "
+                f"{container.status}) — `freshdb up` starts the sticky server again"
+            )
+        if self._reach is None:
+            self.client()
+            self._reach = reachability(self._docker_url, engine_hostname=self.engine_hostname())
+        password = _password_of(container, spec)
+        return ServerAddress(self._reach.host, port, spec.admin_user, password, spec.admin_database)
+
 
 def list_managed_containers(client: docker.DockerClient, prefix: str | None) -> list[Container]:
     """Containers bearing freshdb's labels (and ``prefix``, if given)."""
@@ -467,6 +515,164 @@ def remove_container(container: Container) -> None:
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise FreshDBError(f"Docker failed to remove {container.name}: {exc}") from exc
+
+
+@dataclasses.dataclass(frozen=True)
+class ContainerFacts:
+    """What Docker says about a freshdb container: its labels, state and memory use."""
+
+    name: str
+    id: str
+    engine: str
+    mode: str
+    prefix: str
+    image: str
+    status: str
+    host_port: int | None
+    created: dt.datetime | None
+    started: dt.datetime | None
+    memory_bytes: int | None
+
+
+def container_facts(container: Container, with_memory: bool = True) -> ContainerFacts:
+    """The facts of a freshdb container; memory use only if asked (one stats call)."""
+    labels = container.labels or {}
+    attrs = container.attrs or {}
+    state = attrs.get("State") or {}
+    running = container.status == "running"
+    memory = _memory_bytes(container) if with_memory and running else None
+    host_port = None
+    for bindings in ((attrs.get("NetworkSettings") or {}).get("Ports") or {}).values():
+        for binding in bindings or []:
+            if binding.get("HostPort"):
+                host_port = int(binding["HostPort"])
+                break
+    return ContainerFacts(
+        name=str(container.name),
+        id=str(container.id or ""),
+        engine=labels.get(naming.LABEL_ENGINE, ""),
+        mode=labels.get(naming.LABEL_MODE, ""),
+        prefix=labels.get(naming.LABEL_PREFIX_NAME, ""),
+        image=str((attrs.get("Config") or {}).get("Image") or ""),
+        status=str(container.status),
+        host_port=host_port,
+        created=_timestamp(labels.get(naming.LABEL_CREATED, "")),
+        started=_timestamp(str(state.get("StartedAt") or "")) if running else None,
+        memory_bytes=memory,
+    )
+
+
+def _timestamp(text: str) -> dt.datetime | None:
+    # Docker writes nanoseconds; datetime takes at most microseconds.
+    match = re.match(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(\.\d+)?(.*)$", text)
+    if not match:
+        return None
+    fraction = (match[2] or "")[:7]
+    zone = "+00:00" if match[3] in ("Z", "") else match[3]
+    try:
+        return dt.datetime.fromisoformat(match[1] + fraction + zone)
+    except ValueError:
+        return None
+
+
+def _memory_bytes(container: Container) -> int | None:
+    try:
+        stats = cast(dict[str, Any], container.stats(stream=False, one_shot=True))
+    except docker.errors.DockerException:
+        return None
+    memory = stats.get("memory_stats") or {}
+    usage = memory.get("usage")
+    if usage is None:
+        return None
+    # As `docker stats` reports it: the page cache the kernel can drop is not "used".
+    details = memory.get("stats") or {}
+    cache = details.get("inactive_file", details.get("total_inactive_file", 0))
+    return max(int(usage) - int(cache), 0)
+
+
+def exec_interactive(
+    container: Container, command: Sequence[str], environment: Mapping[str, str]
+) -> int:
+    """Run ``command`` in the container wired to this process's terminal; its exit code.
+
+    Like ``docker exec -i`` (and ``-t`` when stdin and stdout are terminals), through
+    the SDK: the exec's socket is pumped to and from file descriptors 0, 1 and 2.
+    """
+    api = cast(docker.DockerClient, container.client).api
+    use_tty = os.isatty(0) and os.isatty(1)
+    try:
+        exec_id = api.exec_create(
+            container.id,
+            list(command),
+            stdin=True,
+            tty=use_tty,
+            environment=dict(environment),
+        )["Id"]
+        response = api.exec_start(exec_id, tty=use_tty, socket=True)
+    except docker.errors.DockerException as exc:
+        raise FreshDBError(
+            f"Docker could not run {command[0]} in {container.name}: {_first_line(exc)}"
+        ) from exc
+    # docker-py hands back the socket wrapped in a SocketIO; the pump needs the socket.
+    sock = cast(socket.socket, getattr(response, "_sock", response))
+    saved_terminal = None
+    if use_tty:
+        saved_terminal = termios.tcgetattr(0)
+        tty.setraw(0)
+        _resize_exec(api, exec_id)
+        signal.signal(signal.SIGWINCH, lambda *_: _resize_exec(api, exec_id))
+    try:
+        threading.Thread(target=_pump_stdin, args=(sock,), daemon=True).start()
+        _pump_output(sock, raw=use_tty)
+    finally:
+        if saved_terminal is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved_terminal)
+            signal.signal(signal.SIGWINCH, signal.SIG_DFL)
+        with contextlib.suppress(OSError):
+            sock.close()
+    for _ in range(100):
+        details = api.exec_inspect(exec_id)
+        if not details.get("Running"):
+            return int(details.get("ExitCode") or 0)
+        time.sleep(0.05)
+    return 1
+
+
+def _resize_exec(api: Any, exec_id: str) -> None:
+    size = os.get_terminal_size(1)
+    with contextlib.suppress(docker.errors.DockerException):
+        api.exec_resize(exec_id, height=size.lines, width=size.columns)
+
+
+def _pump_stdin(sock: socket.socket) -> None:
+    try:
+        while data := os.read(0, 65536):
+            sock.sendall(data)
+        # End of input: the program in the container sees EOF (e.g. psql < script.sql).
+        sock.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the exec ended first
+
+
+def _pump_output(sock: socket.socket, raw: bool) -> None:
+    buffer = b""
+    while chunk := sock.recv(65536):
+        if raw:  # a tty: one stream, no framing
+            _write_all(1, chunk)
+            continue
+        # Without a tty Docker frames output: 1 byte stream, 3 zero bytes, 4-byte length.
+        buffer += chunk
+        while len(buffer) >= 8:
+            length = int.from_bytes(buffer[4:8], "big")
+            if len(buffer) < 8 + length:
+                break
+            stream, payload, buffer = buffer[0], buffer[8 : 8 + length], buffer[8 + length :]
+            _write_all(2 if stream == 2 else 1, payload)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data) :]
 
 
 def _password_of(container: Container, spec: ContainerSpec) -> str:
@@ -551,8 +757,11 @@ _THROWAWAYS = _ThrowawayRegistry()
 
 
 __all__ = [
+    "ContainerFacts",
     "DockerBackend",
     "connect_docker",
+    "container_facts",
+    "exec_interactive",
     "is_leaked_throwaway",
     "list_managed_containers",
     "remove_container",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -162,11 +163,16 @@ class Dialect(abc.ABC):
 
     @abc.abstractmethod
     def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
-        """Record, for the life of ``conn``, that this session clones the template."""
+        """Record, for the life of ``conn``, that this session clones the template.
+
+        Called while holding the build lock, so a remover holding that lock sees
+        every user. Must not conflict with other sessions' build locks."""
 
     @abc.abstractmethod
     def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        """Lock a template for removal if no live session uses it; False otherwise."""
+        """Take the build lock of a template if no live session uses it; else False.
+
+        On True the caller removes the template, then calls :meth:`unlock_template`."""
 
     # -- databases --------------------------------------------------------------
     @abc.abstractmethod
@@ -219,3 +225,12 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def database_comment(self, conn: DBAPIConnection, name: str) -> str | None:
         """The comment freshdb stored on a template, if any."""
+
+    def database_created(
+        self, conn: DBAPIConnection, names: Sequence[str]
+    ) -> dict[str, dt.datetime]:
+        """When each named database was created, where the engine can tell (else absent).
+
+        ``freshdb prune --max-age`` removes kept copies only when their age is known.
+        """
+        return {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import time
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ from freshdb.errors import (
     ServerUnavailableError,
 )
 from freshdb.naming import (
+    LOCK_NAMESPACE_BUILD,
     LOCK_NAMESPACE_OWNER,
     LOCK_NAMESPACE_TEMPLATE,
     check_identifier,
@@ -191,7 +193,7 @@ class PostgresDialect(Dialect):
         deadline = time.monotonic() + timeout
         delay = 0.01
         while not self.scalar(
-            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_TEMPLATE, key)
+            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_BUILD, key)
         ):
             if time.monotonic() > deadline:
                 raise FreshDBError(
@@ -206,7 +208,7 @@ class PostgresDialect(Dialect):
         self.scalar(
             conn,
             "SELECT pg_advisory_unlock(%s, %s)",
-            (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
+            (LOCK_NAMESPACE_BUILD, fingerprint_lock_key(fingerprint)),
         )
 
     def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
@@ -217,13 +219,23 @@ class PostgresDialect(Dialect):
         )
 
     def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        return bool(
-            self.scalar(
-                conn,
-                "SELECT pg_try_advisory_lock(%s, %s)",
-                (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
-            )
+        key = fingerprint_lock_key(fingerprint)
+        if not self.scalar(
+            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_BUILD, key)
+        ):
+            return False  # being built, or a session is just starting to use it
+        # Holding BUILD, nobody can start using it; those already using it hold a
+        # shared TEMPLATE lock for as long as they live.
+        users = self.scalar(
+            conn,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s::oid AND objid = %s::oid AND objsubid = 2",
+            (LOCK_NAMESPACE_TEMPLATE, key),
         )
+        if users:
+            self.unlock_template(conn, fingerprint)
+            return False
+        return True
 
     # -- databases --------------------------------------------------------------
     def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
@@ -356,3 +368,20 @@ class PostgresDialect(Dialect):
             (name,),
         )
         return None if value is None else str(value)
+
+    def database_created(
+        self, conn: DBAPIConnection, names: Sequence[str]
+    ) -> dict[str, dt.datetime]:
+        # Postgres keeps no creation time; PG_VERSION is written when a database is
+        # created (cloned or not) and never again. Reading it needs superuser or
+        # pg_read_server_files: without that, ages are unknown.
+        try:
+            rows = self.rows(
+                conn,
+                "SELECT d.datname, (pg_stat_file('base/' || d.oid || '/PG_VERSION')).modification "
+                "FROM pg_database d WHERE d.datname = ANY(%s)",
+                (list(names),),
+            )
+        except psycopg.Error:
+            return {}
+        return {str(name): created for name, created in rows}

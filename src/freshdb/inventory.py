@@ -1,0 +1,442 @@
+"""What freshdb has on a machine: servers, their templates and copies, and leftovers.
+
+The CLI's facts and housekeeping live here, apart from their presentation: which
+servers bear freshdb's labels and prefix, what each holds (templates in use or
+stale, copies live, leaked or kept), and removing what no session will use again.
+Nothing is touched unless its labels and name say freshdb made it with this prefix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from docker.models.containers import Container
+
+from freshdb import naming
+from freshdb.backends.docker import (
+    DockerBackend,
+    container_facts,
+    is_leaked_throwaway,
+    list_managed_containers,
+    remove_container,
+)
+from freshdb.config import Settings
+from freshdb.dialects import dialect_for
+from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
+from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError
+from freshdb.server import reap_dead_owners
+from freshdb.template import prune_templates, template_created
+
+log = logging.getLogger("freshdb")
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateInfo:
+    """A complete template on a server."""
+
+    name: str
+    fingerprint: str
+    created: str
+    size_bytes: int | None
+    in_use: bool
+    #: Beyond the ``keep_templates`` newest: ``freshdb prune`` drops it once unused.
+    stale: bool
+    migrator: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class CopyInfo:
+    """A copy of a template (or a template being built), and whether its owner lives."""
+
+    name: str
+    kind: str  # "copy", "kept" or "build"
+    fingerprint: str
+    owner: str
+    live: bool
+    size_bytes: int | None
+    created: dt.datetime | None
+
+    @property
+    def leaked(self) -> bool:
+        """A copy or build whose owner session is gone (kept copies are kept on purpose)."""
+        return self.kind != "kept" and not self.live
+
+
+@dataclasses.dataclass
+class ServerInfo:
+    """One freshdb server: a container (or the external server) and its databases."""
+
+    name: str
+    engine: str
+    mode: str
+    prefix: str
+    image: str | None
+    status: str
+    host: str | None
+    port: int | None
+    uptime_seconds: float | None
+    memory_bytes: int | None
+    #: A throwaway container whose owner process is gone.
+    leaked: bool = False
+    templates: list[TemplateInfo] = dataclasses.field(default_factory=list)
+    copies: list[CopyInfo] = dataclasses.field(default_factory=list)
+    #: Why the databases could not be read, if they could not.
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """A JSON-ready summary (no credentials)."""
+        data = dataclasses.asdict(self)
+        for copy, info in zip(data["copies"], self.copies, strict=True):
+            copy["created"] = info.created.isoformat(timespec="seconds") if info.created else None
+            copy["leaked"] = info.leaked
+        return data
+
+
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    """One thing ``freshdb prune`` or ``freshdb down`` removed (or would remove)."""
+
+    what: str  # "container", "template", "copy", "build" or "kept copy"
+    name: str
+    server: str
+    reason: str
+
+
+@dataclasses.dataclass
+class _Server:
+    """A server found in scope, with how to talk to it (if it answers)."""
+
+    info: ServerInfo
+    container: Container | None = None
+    dialect: Dialect | None = None
+    address: ServerAddress | None = None
+
+
+# -- finding servers ----------------------------------------------------------------
+def _docker_backend(settings: Settings) -> DockerBackend:
+    return DockerBackend(settings, dialect_for(settings.engine))
+
+
+def _external_server(settings: Settings) -> _Server:
+    dialect = dialect_for(settings.engine)
+    address = dialect.address_from_url(settings.url or "")
+    info = ServerInfo(
+        name=f"external {address.host}:{address.port}",
+        engine=settings.engine,
+        mode="external",
+        prefix=settings.prefix,
+        image=None,
+        status="external",
+        host=address.host,
+        port=address.port,
+        uptime_seconds=None,
+        memory_bytes=None,
+    )
+    return _Server(info, dialect=dialect, address=address)
+
+
+def _servers(settings: Settings, all_prefixes: bool = False, memory: bool = True) -> list[_Server]:
+    """Every server in scope: the external one, or the labelled containers of the prefix."""
+    if settings.mode == "external":
+        return [_external_server(settings)]
+    backend = _docker_backend(settings)
+    found = list_managed_containers(backend.client(), None if all_prefixes else settings.prefix)
+    servers = []
+    now = dt.datetime.now(dt.UTC)
+    for container in sorted(found, key=lambda c: str(c.name)):
+        facts = container_facts(container, with_memory=memory)
+        if not facts.prefix or not facts.name.startswith(f"{facts.prefix}-"):
+            continue  # labelled, but not named by freshdb: not ours to judge
+        info = ServerInfo(
+            name=facts.name,
+            engine=facts.engine,
+            mode=facts.mode,
+            prefix=facts.prefix,
+            image=facts.image,
+            status=facts.status,
+            host=None,
+            port=facts.host_port,
+            uptime_seconds=(now - facts.started).total_seconds() if facts.started else None,
+            memory_bytes=facts.memory_bytes,
+            leaked=is_leaked_throwaway(container),
+        )
+        server = _Server(info, container=container)
+        servers.append(server)
+        if facts.status != "running":
+            continue
+        try:
+            server.dialect = dialect_for(facts.engine)
+            server.address = backend.address_of(container, server.dialect)
+            info.host = server.address.host
+        except FreshDBError as exc:
+            info.error = one_line(exc)
+    return servers
+
+
+@contextlib.contextmanager
+def _connection(server: _Server) -> Iterator[DBAPIConnection]:
+    assert server.dialect is not None and server.address is not None
+    conn = server.dialect.connect(server.address, timeout=5.0)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+# -- describing ---------------------------------------------------------------------
+def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
+    """Every freshdb server in scope, with its templates and copies (``freshdb status``)."""
+    servers = _servers(settings, all_prefixes=all_prefixes)
+    for server in servers:
+        if server.address is None:
+            continue
+        try:
+            with _connection(server) as conn:
+                assert server.dialect is not None
+                templates, copies = describe_databases(
+                    server.dialect, conn, server.info.prefix, settings.keep_templates
+                )
+        except Exception as exc:  # one unreadable server must not hide the others
+            server.info.error = one_line(exc)
+            continue
+        server.info.templates, server.info.copies = templates, copies
+    return [server.info for server in servers]
+
+
+def describe_databases(
+    dialect: Dialect, conn: DBAPIConnection, prefix: str, keep_templates: int
+) -> tuple[list[TemplateInfo], list[CopyInfo]]:
+    """The templates and copies a server holds for ``prefix``, newest template first."""
+    parsed = [
+        p
+        for name in dialect.list_databases(conn, prefix)
+        if (p := naming.parse_database_name(prefix, name))
+    ]
+    names = [p.name for p in parsed]
+    sizes = dialect.database_sizes(conn, names) if names else {}
+    templates = []
+    for template in (p for p in parsed if p.kind == "template"):
+        comment = _comment(dialect, conn, template.name)
+        in_use = not dialect.try_lock_unused_template(conn, template.fingerprint)
+        if not in_use:
+            dialect.unlock_template(conn, template.fingerprint)
+        templates.append(
+            TemplateInfo(
+                name=template.name,
+                fingerprint=template.fingerprint,
+                created=template_created(dialect, conn, template.name),
+                size_bytes=sizes.get(template.name),
+                in_use=in_use,
+                stale=False,
+                migrator=str(comment["migrator"]) if "migrator" in comment else None,
+            )
+        )
+    # The same order prune_templates keeps them in: newest first.
+    templates.sort(key=lambda t: t.created, reverse=True)
+    templates = [
+        dataclasses.replace(t, stale=index >= keep_templates) for index, t in enumerate(templates)
+    ]
+    others = [p for p in parsed if p.kind != "template" and p.owner]
+    alive = dialect.live_owners(conn, sorted({str(p.owner) for p in others}))
+    created = dialect.database_created(conn, [p.name for p in others]) if others else {}
+    copies = [
+        CopyInfo(
+            name=p.name,
+            kind=p.kind,
+            fingerprint=p.fingerprint,
+            owner=str(p.owner),
+            live=p.owner in alive,
+            size_bytes=sizes.get(p.name),
+            created=created.get(p.name),
+        )
+        for p in others
+    ]
+    return templates, copies
+
+
+def _comment(dialect: Dialect, conn: DBAPIConnection, name: str) -> dict[str, Any]:
+    try:
+        value = json.loads(dialect.database_comment(conn, name) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+# -- the server of the current settings -----------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class CurrentServer:
+    """The server the current settings point at, found without starting anything."""
+
+    dialect: Dialect
+    address: ServerAddress
+    container: Container | None  # None for an external server
+
+
+def current_server(settings: Settings) -> CurrentServer:
+    """The running sticky server of these settings, or the external server."""
+    if settings.mode == "external":
+        server = _external_server(settings)
+        assert server.dialect is not None and server.address is not None
+        return CurrentServer(server.dialect, server.address, None)
+    require_lasting_mode(settings, "this command")
+    backend = _docker_backend(settings)
+    container = backend.find_sticky()
+    if container is None or container.status != "running":
+        state = "is not running" if container is not None else "does not exist"
+        raise ServerUnavailableError(
+            f"the sticky {settings.engine} server for prefix {settings.prefix!r} and image "
+            f"{backend.image_name} {state} — start it with `freshdb up`"
+        )
+    return CurrentServer(backend.dialect, backend.address_of(container), container)
+
+
+def require_lasting_mode(settings: Settings, command: str) -> None:
+    """Refuse throwaway mode where a server must outlive the command."""
+    if settings.mode == "throwaway":
+        raise ConfigurationError(
+            f"{command} needs a server that outlives it, but the mode is 'throwaway' (the "
+            "default when CI is set) — pass --mode sticky, or --url for an existing server"
+        )
+
+
+# -- removing -------------------------------------------------------------------------
+def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> list[Removal]:
+    """Remove leftovers of this prefix (``freshdb prune``); with ``dry_run``, only list them.
+
+    Leaked throwaway containers (owner process gone, or older than ``max_age``);
+    on every running server, copies and builds whose owner session is gone
+    (:func:`freshdb.server.reap_dead_owners`), templates beyond the
+    ``keep_templates`` newest that no session uses
+    (:func:`freshdb.template.prune_templates`), and kept copies older than ``max_age``.
+    """
+    removals: list[Removal] = []
+    for server in _servers(settings, memory=False):
+        name = server.info.name
+        if server.container is not None and is_leaked_throwaway(server.container, max_age):
+            removals.append(
+                Removal(
+                    "container",
+                    name,
+                    name,
+                    "leaked throwaway server: " + _throwaway_reason(server.info, max_age),
+                )
+            )
+            if not dry_run:
+                log.debug("removing leaked throwaway container %s", name)
+                remove_container(server.container)
+            continue
+        if server.address is None:
+            if server.info.error:
+                log.warning("skipping %s: %s", name, server.info.error)
+            continue
+        try:
+            with _connection(server) as conn:
+                removals += _prune_databases(server, conn, settings, max_age, dry_run)
+        except FreshDBError as exc:
+            log.warning("skipping %s: %s", name, one_line(exc))
+    return removals
+
+
+def _throwaway_reason(info: ServerInfo, max_age: dt.timedelta | None) -> str:
+    if info.leaked:
+        return "its owner process is gone"
+    hours = max_age.total_seconds() / 3600 if max_age is not None else 0
+    return f"older than {hours:g} h"
+
+
+def _prune_databases(
+    server: _Server,
+    conn: DBAPIConnection,
+    settings: Settings,
+    max_age: dt.timedelta | None,
+    dry_run: bool,
+) -> list[Removal]:
+    dialect, prefix, where = server.dialect, server.info.prefix, server.info.name
+    assert dialect is not None
+    removals = []
+    for name in reap_dead_owners(dialect, conn, prefix, dry_run=dry_run):
+        parsed = naming.parse_database_name(prefix, name)
+        what = "build" if parsed and parsed.kind == "build" else "copy"
+        removals.append(Removal(what, name, where, "its owner session is gone"))
+    for name in prune_templates(
+        dialect, conn, prefix, settings.keep_templates, set(), dry_run=dry_run
+    ):
+        removals.append(
+            Removal(
+                "template",
+                name,
+                where,
+                f"stale: not among the {settings.keep_templates} newest, and unused",
+            )
+        )
+    if max_age is None:
+        return removals
+    kept = [
+        p.name
+        for name in dialect.list_databases(conn, prefix)
+        if (p := naming.parse_database_name(prefix, name)) and p.kind == "kept"
+    ]
+    created = dialect.database_created(conn, kept) if kept else {}
+    cutoff = dt.datetime.now(dt.UTC) - max_age
+    for name in kept:
+        if name in created and created[name] <= cutoff:
+            removals.append(
+                Removal(
+                    "kept copy",
+                    name,
+                    where,
+                    f"kept longer than {max_age.total_seconds() / 3600:g} h",
+                )
+            )
+            if not dry_run:
+                log.debug("dropping kept copy %s", name)
+                dialect.drop_database(conn, name)
+    return removals
+
+
+def remove_sticky_servers(settings: Settings, every: bool = False) -> list[Removal]:
+    """Stop and remove the sticky server of these settings (``every``: all of the prefix)."""
+    backend = _docker_backend(settings)
+    if every:
+        containers = [
+            c
+            for c in list_managed_containers(backend.client(), settings.prefix)
+            if (c.labels or {}).get(naming.LABEL_MODE) == "sticky"
+        ]
+    else:
+        found = backend.find_sticky()
+        containers = [found] if found is not None else []
+    removals = []
+    for container in containers:
+        log.debug("removing sticky server %s", container.name)
+        remove_container(container)
+        removals.append(Removal("container", str(container.name), str(container.name), "down"))
+    return removals
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (the CLI's promise: a one-line reason)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__
+
+
+__all__ = [
+    "CopyInfo",
+    "CurrentServer",
+    "Removal",
+    "ServerInfo",
+    "TemplateInfo",
+    "current_server",
+    "describe_databases",
+    "gather",
+    "one_line",
+    "prune",
+    "remove_sticky_servers",
+    "require_lasting_mode",
+]

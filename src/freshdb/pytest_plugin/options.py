@@ -1,0 +1,206 @@
+"""The plugin's configuration: ``--freshdb-*`` options, ``freshdb_*`` ini options, markers.
+
+Precedence, highest first: command-line option > ini option (``pytest.ini``,
+``[tool.pytest.ini_options]``, ...) > ``FRESHDB_*`` environment variables >
+``[tool.freshdb]`` in ``pyproject.toml`` > defaults. The plugin decides only the
+first two levels (:func:`explicit_arguments`); :func:`freshdb.config.resolve_settings`
+decides the rest, so the plugin and ``DatabaseServer`` can never disagree.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import pytest
+
+from freshdb.config import ENGINE_ALIASES, Settings, find_pyproject, resolve_settings
+from freshdb.errors import ConfigurationError
+
+#: The settings the plugin offers as ``--freshdb-NAME`` and ``freshdb_NAME``.
+PLUGIN_SETTINGS: dict[str, str] = {
+    "engine": "database engine: postgres, mysql or mariadb",
+    "image": "server image (default: the engine's official image)",
+    "mode": "sticky (kept across sessions), throwaway (removed at the end) or external",
+    "url": "admin URL of an existing server (implies mode external)",
+    "schema": (
+        "what builds the template: an import path (myapp.models:Base.metadata), a .sql "
+        "file or directory, or an Alembic ini; relative paths are relative to rootdir"
+    ),
+    "pool_size": "copies kept ready per worker",
+    "prefix": "prefix of container and database names",
+}
+KEEP_FAILED = "keep_failed"
+_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+#: Settings that belong to one engine: a server of another engine does not inherit them.
+_ENGINE_SPECIFIC = ("image", "url")
+
+
+def cli_flag(name: str) -> str:
+    """``pool_size`` -> ``--freshdb-pool-size``."""
+    return "--freshdb-" + name.replace("_", "-")
+
+
+def ini_name(name: str) -> str:
+    """``pool_size`` -> ``freshdb_pool_size``."""
+    return "freshdb_" + name
+
+
+def register_options(parser: pytest.Parser) -> None:
+    """Add the ``--freshdb-*`` command-line options and ``freshdb_*`` ini options."""
+    group = parser.getgroup("freshdb", "freshdb: a fresh database for every test")
+    for name, help_text in PLUGIN_SETTINGS.items():
+        group.addoption(
+            cli_flag(name),
+            dest=ini_name(name),
+            default=None,
+            type=int if name == "pool_size" else str,
+            help=f"{help_text} [ini: {ini_name(name)}; env: FRESHDB_{name.upper()}]",
+        )
+        parser.addini(ini_name(name), f"freshdb: {help_text}", default="")
+    group.addoption(
+        cli_flag(KEEP_FAILED),
+        dest=ini_name(KEEP_FAILED),
+        action="store_true",
+        default=None,
+        help="keep the database of every failed test and print its URL "
+        f"[ini: {ini_name(KEEP_FAILED)}]",
+    )
+    parser.addini(
+        ini_name(KEEP_FAILED),
+        "freshdb: keep the database of every failed test",
+        type="bool",
+        default=False,
+    )
+
+
+def explicit_arguments(cli: Mapping[str, Any], ini: Mapping[str, Any]) -> dict[str, Any]:
+    """The plugin's two levels of precedence: the CLI option, else the ini value.
+
+    ``None`` and ``""`` mean "not given", so the setting falls through to the
+    environment, pyproject.toml and defaults in :func:`freshdb.config.resolve_settings`.
+    """
+    arguments: dict[str, Any] = {}
+    for name in PLUGIN_SETTINGS:
+        for value in (cli.get(name), ini.get(name)):
+            if value is not None and value != "":
+                arguments[name] = value
+                break
+    return arguments
+
+
+def explicit_arguments_of(config: pytest.Config) -> dict[str, Any]:
+    """:func:`explicit_arguments` for a pytest run."""
+    cli = {name: config.getoption(ini_name(name)) for name in PLUGIN_SETTINGS}
+    ini = {name: config.getini(ini_name(name)) for name in PLUGIN_SETTINGS}
+    return explicit_arguments(cli, ini)
+
+
+def keep_failed(config: pytest.Config) -> bool:
+    """Whether the databases of failed tests are kept (CLI flag, else ini option)."""
+    flag = config.getoption(ini_name(KEEP_FAILED))
+    return bool(flag) if flag is not None else bool(config.getini(ini_name(KEEP_FAILED)))
+
+
+def pyproject_of(rootdir: Path) -> Path | None:
+    """The ``pyproject.toml`` that configures a run: the nearest one at or above rootdir."""
+    return find_pyproject(rootdir)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSpec:
+    """Everything that decides which server (and template) a test gets."""
+
+    settings: Settings
+    #: What builds the template: a string from the settings, or any object ``schema=``
+    #: accepts when given to a marker or a fixture factory.
+    schema: Any = None
+
+    @property
+    def key(self) -> tuple[Settings, object]:
+        """Hashable identity: servers are cached per session by it."""
+        try:
+            hash(self.schema)
+        except TypeError:
+            return (self.settings, ("object", id(self.schema)))
+        return (self.settings, self.schema)
+
+
+def merge_overrides(
+    base: Mapping[str, Any], base_engine: str, overrides: Mapping[str, Any]
+) -> dict[str, Any]:
+    """Explicit arguments for a server picked by a marker or fixture factory.
+
+    The overrides win over the run's options; when they name another engine, the
+    run's image and URL (and an external mode) are left out, since those belong to
+    the run's engine.
+    """
+    merged = dict(base)
+    engine = overrides.get("engine")
+    if engine is not None and ENGINE_ALIASES.get(str(engine).lower()) != base_engine:
+        for name in _ENGINE_SPECIFIC:
+            merged.pop(name, None)
+        if merged.get("mode") == "external":
+            merged.pop("mode")
+    merged.update({k: v for k, v in overrides.items() if v is not None})
+    return merged
+
+
+def resolve_schema(schema: Any, rootdir: Path) -> Any:
+    """Make a schema string from the configuration usable from any working directory.
+
+    Paths (``.sql`` files, directories, Alembic ini files) are relative to rootdir;
+    for an import path, rootdir goes on ``sys.path`` as pytest's own rootdir
+    conftest would put it.
+    """
+    if not isinstance(schema, str) or not schema:
+        return schema
+    path = Path(schema)
+    if not path.is_absolute() and (rootdir / path).exists():
+        return str(rootdir / path)
+    if _IMPORT_PATH.match(schema) and not path.exists() and str(rootdir) not in sys.path:
+        sys.path.insert(0, str(rootdir))
+    return schema
+
+
+def server_spec(
+    base: Mapping[str, Any],
+    overrides: Mapping[str, Any],
+    rootdir: Path,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> ServerSpec:
+    """Resolve the settings of the run's server, or of one picked by ``overrides``."""
+    pyproject: Path | Literal[False] = pyproject_of(rootdir) or False
+    overrides = dict(overrides)
+    schema_override = overrides.pop("schema", None)
+    base_settings = resolve_settings(base, environ=environ, pyproject=pyproject)
+    arguments = merge_overrides(base, base_settings.engine, overrides) if overrides else base
+    settings = resolve_settings(arguments, environ=environ, pyproject=pyproject)
+    if schema_override is not None and not isinstance(schema_override, str):
+        return ServerSpec(settings, schema_override)
+    if schema_override is not None:
+        settings = settings.replace(schema=schema_override)
+    return ServerSpec(settings, resolve_schema(settings.schema, rootdir))
+
+
+def marker_overrides(node: pytest.Item) -> dict[str, Any]:
+    """Settings from ``@pytest.mark.freshdb(...)`` markers, the closest winning.
+
+    A positional argument is the engine: ``@pytest.mark.freshdb("mariadb")``.
+    """
+    overrides: dict[str, Any] = {}
+    for marker in reversed(list(node.iter_markers("freshdb"))):
+        if len(marker.args) > 1:
+            raise ConfigurationError(
+                f"@pytest.mark.freshdb takes at most one positional argument (the engine), "
+                f"got {marker.args!r} on {node.nodeid} — pass other settings by name"
+            )
+        if marker.args:
+            overrides["engine"] = marker.args[0]
+        overrides.update(marker.kwargs)
+    return overrides

@@ -1,0 +1,140 @@
+"""Fixtures for the plugin's tests: inner pytest runs against this run's servers.
+
+``pytest_plugins = ["pytester"]`` lives in the test module, not here: pytest refuses
+``pytest_plugins`` in a conftest below the top level when the whole suite runs.
+"""
+
+from __future__ import annotations
+
+import secrets
+import textwrap
+from collections.abc import Iterator
+
+import pytest
+
+import freshdb
+from freshdb import naming
+from freshdb.dialects.base import ServerAddress
+
+
+class AdminView:
+    """Looks at a server the way a user would: through its admin URL."""
+
+    def __init__(self, server: freshdb.DatabaseServer) -> None:
+        self.server = server
+        self.prefix = server.settings.prefix
+
+    @property
+    def address(self) -> ServerAddress:
+        """The server's admin address."""
+        return self.server.address
+
+    def databases(self) -> list[naming.ParsedName]:
+        """Every database of this prefix, parsed."""
+        conn = self.server.dialect.connect(self.address)
+        try:
+            names = self.server.dialect.list_databases(conn, self.prefix)
+        finally:
+            conn.close()
+        return [p for n in names if (p := naming.parse_database_name(self.prefix, n))]
+
+    def of_template(self, template: str, kind: naming.DatabaseKind) -> list[str]:
+        """Databases of one kind made from ``template`` (named by its fingerprint)."""
+        fingerprint = naming.parse_database_name(self.prefix, template)
+        assert fingerprint is not None, template
+        return sorted(
+            p.name
+            for p in self.databases()
+            if p.kind == kind and fingerprint.fingerprint.startswith(p.fingerprint)
+        )
+
+    def drop(self, name: str) -> None:
+        """Drop a database this test made (kept copies)."""
+        conn = self.server.dialect.connect(self.address)
+        try:
+            self.server.dialect.drop_database(conn, name)
+        finally:
+            conn.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_admin(run_prefix: str, postgres_image: str) -> Iterator[AdminView]:
+    """The run's sticky Postgres server (the one inner runs reuse), seen as its admin.
+
+    A session fixture: started before the first inner run, so its start never reaps
+    what an inner run left behind (which is what the tests look for).
+    """
+    server = freshdb.DatabaseServer(
+        "postgres", image=postgres_image, mode="sticky", prefix=run_prefix, pool_size=0
+    )
+    with server:
+        yield AdminView(server)
+
+
+@pytest.fixture
+def inner_options(run_prefix: str, postgres_image: str) -> list[str]:
+    """Options that point an inner run at this run's sticky Postgres server."""
+    return [
+        f"--freshdb-image={postgres_image}",
+        "--freshdb-mode=sticky",
+        f"--freshdb-prefix={run_prefix}",
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
+@pytest.fixture
+def inner_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    """An inner project with an ini file and a schema whose builds are counted.
+
+    ``schema_mod:build`` creates ``items`` with one seed row and appends a line to
+    ``builds.log``; a random token in its body gives every test a template of its own.
+    """
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeini(
+        """
+        [pytest]
+        asyncio_default_fixture_loop_scope = function
+        freshdb_schema = schema_mod:build
+        """
+    )
+    token = secrets.token_hex(6)
+    pytester.makepyfile(
+        schema_mod=textwrap.dedent(
+            f"""
+            from pathlib import Path
+
+            from sqlalchemy import text
+
+
+            def build(connection):
+                token = "{token}"
+                with open(Path(__file__).parent / "builds.log", "a") as log:
+                    log.write(token + "\\n")
+                connection.execute(text("CREATE TABLE items (name varchar(100) NOT NULL)"))
+                connection.execute(text("INSERT INTO items (name) VALUES ('seed')"))
+            """
+        )
+    )
+    (pytester.path / "out").mkdir()
+    return pytester
+
+
+def builds(project: pytest.Pytester) -> list[str]:
+    """The template builds the inner project's schema did."""
+    log = project.path / "builds.log"
+    return log.read_text().split() if log.exists() else []
+
+
+def records(project: pytest.Pytester) -> dict[str, str]:
+    """What inner tests wrote to ``out/<name>`` (one file per test, no write races)."""
+    return {p.name: p.read_text() for p in sorted((project.path / "out").iterdir())}
+
+
+def mysql_dialect_missing() -> str | None:
+    """Why MariaDB variants cannot run yet, or None."""
+    import importlib.util
+
+    if importlib.util.find_spec("freshdb.dialects.mysql") is None:
+        return "freshdb.dialects.mysql does not exist yet: no MariaDB support to test"
+    return None
