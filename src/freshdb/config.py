@@ -47,6 +47,7 @@ class Settings:
     url: str | None = None
     schema: str | None = None
     pool_size: int = 3
+    clone_workers: int = 2
     tmpfs_size: str = "2g"
     prefix: str = "freshdb"
     host: str | None = None
@@ -210,6 +211,10 @@ def _validate(settings: Settings) -> Settings:
         )
     if settings.pool_size < 0 or settings.pool_size > 64:
         raise ConfigurationError(f"pool_size must be between 0 and 64, got {settings.pool_size}")
+    if not 1 <= settings.clone_workers <= 16:
+        raise ConfigurationError(
+            f"clone_workers must be between 1 and 16, got {settings.clone_workers}"
+        )
     if not TMPFS_SIZE_PATTERN.match(settings.tmpfs_size):
         raise ConfigurationError(
             f"tmpfs_size {settings.tmpfs_size!r} is not a size: use e.g. '512m' or '2g'"

@@ -5,8 +5,8 @@ A copy moves through explicit states, each move made under the pool's lock:
     CREATING ──▶ READY ──▶ IN_USE ──▶ DIRTY ──▶ DROPPING ──▶ GONE
                                   └──▶ KEEP ───▶ (renamed, kept for inspection)
 
-Two background threads do the slow work, each on its own server connection: the
-*cloner* keeps ``size`` copies READY (more while callers wait), the *dropper* drops
+Background threads do the slow work, each on its own server connection: the
+*cloners* keep ``size`` copies READY (more while callers wait), the *dropper* drops
 released copies. ``acquire()`` only pops a READY copy, so a caller never waits for
 ``CREATE DATABASE`` or ``DROP DATABASE`` unless the pool ran dry. The pool knows
 nothing of engines: a :class:`CopyWorker` does the SQL.
@@ -81,6 +81,7 @@ class ClonePool:
         kept_name: Callable[[int], str],
         size: int,
         acquire_timeout: float,
+        cloners: int = 2,
     ) -> None:
         self._open_worker = open_worker
         self._copy_name = copy_name
@@ -99,15 +100,25 @@ class ClonePool:
         self._failure: BaseException | None = None
         self.counters = collections.Counter[str]()
         self.wait_seconds = 0.0
-        self._threads: list[threading.Thread] = []
+        self.cloners = max(1, cloners)
+        self._cloner_threads: list[threading.Thread] = []
+        self._dropper_thread: threading.Thread | None = None
 
     # -- life -------------------------------------------------------------------
     def start(self) -> None:
         """Start the background threads; copies start appearing at once."""
-        for target, name in ((self._clone_loop, "cloner"), (self._drop_loop, "dropper")):
-            thread = threading.Thread(target=target, name=f"freshdb-{name}", daemon=True)
+        # Several cloners: one CREATE DATABASE at a time cannot keep up with tests
+        # that take less time than a clone.
+        for number in range(self.cloners):
+            thread = threading.Thread(
+                target=self._clone_loop, name=f"freshdb-cloner-{number}", daemon=True
+            )
             thread.start()
-            self._threads.append(thread)
+            self._cloner_threads.append(thread)
+        self._dropper_thread = threading.Thread(
+            target=self._drop_loop, name="freshdb-dropper", daemon=True
+        )
+        self._dropper_thread.start()
 
     def close(self, timeout: float = 60.0) -> None:
         """Stop cloning and drop every copy this pool made (waits for the drops)."""
@@ -116,8 +127,8 @@ class ClonePool:
                 return
             self._closing = True
             self._cond.notify_all()
-        if self._threads:
-            self._threads[0].join(timeout)
+        for thread in self._cloner_threads:
+            thread.join(timeout)
         with self._cond:
             for copy in list(self._copies.values()):
                 if copy.state in (CopyState.READY, CopyState.IN_USE):
@@ -126,8 +137,8 @@ class ClonePool:
             self._ready.clear()
             self._cloner_done = True
             self._cond.notify_all()
-        for thread in self._threads[1:]:
-            thread.join(timeout)
+        if self._dropper_thread is not None:
+            self._dropper_thread.join(timeout)
 
     # -- the caller's side -------------------------------------------------------------
     def try_acquire(self) -> Copy | None:

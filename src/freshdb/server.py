@@ -160,6 +160,7 @@ class DatabaseServer:
             kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
             size=self.settings.pool_size,
             acquire_timeout=self.settings.acquire_timeout,
+            cloners=self.settings.clone_workers,
         )
         pool.start()
         self._pool = pool
