@@ -18,7 +18,7 @@ from sqlalchemy.engine import URL
 from freshdb import naming
 from freshdb.backends import RunningServer, ServerBackend, backend_for
 from freshdb.config import Settings, resolve_settings
-from freshdb.database import AsyncDatabaseContext, Database
+from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError
@@ -104,6 +104,7 @@ class DatabaseServer:
         self._pool: ClonePool | None = None
         self._reaped: list[str] = []
         self._start_seconds = 0.0
+        self._engines = EngineFactory()
 
     def __repr__(self) -> str:
         state = "running" if self._pool is not None else "stopped"
@@ -140,6 +141,7 @@ class DatabaseServer:
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator
     ) -> None:
         self._backend, self._running = backend, running
+        self._engines = EngineFactory()  # dialect state belongs to this server
         address = running.address
         prefix = self.settings.prefix
         self._owner = naming.new_owner_id()
@@ -231,6 +233,7 @@ class DatabaseServer:
             self.dialect.sync_url(address, copy.name),
             self.dialect.async_url(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
+            engines=self._engines,
         )
 
     def _require_pool(self) -> ClonePool:

@@ -15,6 +15,7 @@ from typing import Any
 import docker.errors
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 import freshdb
 from freshdb import naming
@@ -114,6 +115,13 @@ def test_data_lives_on_tmpfs_with_fsync_off_on_loopback_only(
                 ("wal_level", "minimal"),
             ]:
                 assert conn.exec_driver_sql(f"SHOW {setting}").scalar() == expected
+        with sa.create_engine(server.url).connect() as conn:
+            stored = conn.exec_driver_sql(
+                "SELECT rolpassword FROM pg_authid WHERE rolname = current_user"
+            ).scalar()
+            major = int(conn.exec_driver_sql("SHOW server_version_num").scalar()) // 10000
+        # Logging in must be cheap: md5, or SCRAM with a single iteration (PG 16+).
+        assert stored.startswith("md5") if major < 16 else stored.startswith("SCRAM-SHA-256$1:")
         labels = container.labels
         assert labels[naming.LABEL_MANAGED] == "true"
         assert labels[naming.LABEL_ENGINE] == "postgres"

@@ -327,3 +327,28 @@ def test_stats_report(rich_server: freshdb.DatabaseServer) -> None:
     assert set(stats) >= {"ready", "busy", "total", "clones", "waits", "template"}
     assert stats["clones"] >= 1
     json.dumps(stats)  # plain data, printable by the CLI and the pytest plugin
+
+
+def test_engines_share_one_dialect_initialisation(rich_server: freshdb.DatabaseServer) -> None:
+    with rich_server.database() as first, rich_server.database() as second:
+        with first.engine().connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+        initialised = first.engine().dialect
+        later = second.engine().dialect
+        # Learned from the first engine, not queried again by the second.
+        assert later.server_version_info == initialised.server_version_info
+        assert later.server_version_info is not None
+        assert later.default_schema_name == "public"
+        with second.engine().begin() as conn:
+            conn.execute(
+                sa.text("INSERT INTO posts (author_id, title, body) VALUES (1, :t, :b)"),
+                {"t": "back\\slash 'quote'", "b": '{"json": true}'},
+            )
+            assert (
+                conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(sa.table("posts"))
+                    .where(sa.column("title") == "back\\slash 'quote'")
+                ).scalar()
+                == 1
+            )

@@ -138,6 +138,8 @@ class DockerBackend(ServerBackend):
             reused = False
         else:
             container, address, reused = self._start_sticky(client, image, spec, reach)
+        if not reused:
+            self.dialect.prepare_new_server(address)
         self._container = container
         return RunningServer(
             address=address,
@@ -219,7 +221,7 @@ class DockerBackend(ServerBackend):
             "command": list(spec.command),
             "tmpfs_size": self.settings.tmpfs_size,
             "bind": reach.bind,
-            "format": 1,
+            "format": 2,
         }
 
     def sticky_name(self) -> str:

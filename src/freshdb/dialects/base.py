@@ -136,6 +136,10 @@ class Dialect(abc.ABC):
         finally:
             cursor.close()
 
+    def prepare_new_server(self, address: ServerAddress) -> None:
+        """One-time tuning of a server freshdb has just started (never an external one)."""
+        return None
+
     @abc.abstractmethod
     def server_version(self, conn: DBAPIConnection) -> str:
         """The server's version as ``"<flavour> <major>"``, e.g. ``"postgres 15"``."""

@@ -1,0 +1,1 @@
+"""A tiny bookshop on plain sync SQLAlchemy: the example freshdb tests."""
