@@ -16,6 +16,8 @@ from pathlib import Path
 
 import pytest
 
+import freshdb
+
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 FILE_NAME = re.compile(r"^# ([\w./-]+\.(?:py|toml|sql|ini))\n")
@@ -101,6 +103,33 @@ def test_readme_quick_start_project_passes(run_prefix: str, tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "document",
+    [doc for doc in documents()[1:] if any(n.startswith("test_") for n in project_files(doc))],
+    ids=lambda doc: doc.name,
+)
+def test_project_snippets_pass(document: Path, run_prefix: str, tmp_path: Path) -> None:
+    for name, content in project_files(document).items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(content)
+    result = run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"], tmp_path, run_prefix
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert " passed" in result.stdout
+
+
+def test_yaml_snippets_use_real_settings() -> None:
+    known = {f"FRESHDB_{name.upper()}" for name in freshdb.Settings.__dataclass_fields__}
+    for document in documents():
+        for lang, code in blocks(document):
+            if lang != "yaml":
+                continue
+            assert "pytest" in code, document.name
+            for variable in re.findall(r"FRESHDB_[A-Z_]+", code):
+                assert variable in known, (document.name, variable)
 
 
 def test_readme_cli_block_names_real_commands() -> None:
