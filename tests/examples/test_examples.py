@@ -36,3 +36,9 @@ def test_the_sync_example_suite_passes_on_two_workers(run_prefix: str) -> None:
     result = run_example_suite(EXAMPLES / "sync_app", run_prefix, "-n", "2")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "24 passed" in result.stdout
+
+
+def test_the_fastapi_alembic_example_suite_passes(run_prefix: str) -> None:
+    result = run_example_suite(EXAMPLES / "fastapi_app", run_prefix)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "14 passed" in result.stdout

@@ -1,0 +1,1 @@
+"""A small notes API: FastAPI, async SQLAlchemy and Alembic."""
