@@ -1,8 +1,11 @@
 """Migrators build a template's schema; their fingerprint names the template.
 
 ``schema=`` accepts any of: ``None`` (an empty database), a SQLAlchemy ``MetaData``,
-a ``.sql`` file or directory, a callable taking a connection, a :class:`Migrator`,
-an import path ``"package.module:attribute"``, or a list of these (applied in order).
+a ``.sql`` file or directory, an Alembic ``.ini`` file (:class:`AlembicMigrator`), a
+callable taking a connection, a :class:`Migrator`, an import path
+``"package.module:attribute"``, or a list of these (applied in order).
+:class:`DjangoMigrator` runs Django's ``migrate``. Alembic and Django are optional
+extras, imported only when such a migrator runs.
 """
 
 from __future__ import annotations
@@ -16,14 +19,18 @@ from typing import Any
 from sqlalchemy import MetaData
 
 from freshdb.errors import ConfigurationError
+from freshdb.migrators.alembic import AlembicMigrator
 from freshdb.migrators.base import ComposedMigrator, EmptyMigrator, Migrator, describe, digest
+from freshdb.migrators.django import DjangoMigrator
 from freshdb.migrators.function import CallableMigrator
 from freshdb.migrators.metadata import MetadataMigrator
 from freshdb.migrators.sql import SqlMigrator, split_statements
 
 __all__ = [
+    "AlembicMigrator",
     "CallableMigrator",
     "ComposedMigrator",
+    "DjangoMigrator",
     "EmptyMigrator",
     "MetadataMigrator",
     "Migrator",
@@ -53,13 +60,20 @@ def as_migrator(schema: Any, sqlalchemy_dialect: str | None = None) -> Migrator:
         return CallableMigrator(schema)
     raise ConfigurationError(
         f"schema={schema!r} is not something freshdb can build a template from: give a "
-        "SQLAlchemy MetaData, a .sql file or directory, a function taking a connection, "
-        "a Migrator, an import path 'package.module:attribute', or a list of these"
+        "SQLAlchemy MetaData, a .sql file or directory, an alembic.ini, a function taking a "
+        "connection, a Migrator, an import path 'package.module:attribute', or a list of these"
     )
 
 
 def _from_string(text: str, sqlalchemy_dialect: str | None) -> Migrator:
     path = Path(text)
+    if path.suffix == ".ini":
+        if not path.is_file():
+            raise ConfigurationError(
+                f"Alembic configuration {text} does not exist (working directory: "
+                f"{Path.cwd()}) — fix the path"
+            )
+        return AlembicMigrator(path)
     if path.exists():
         return SqlMigrator(path)
     if text.endswith(".sql"):
@@ -69,8 +83,8 @@ def _from_string(text: str, sqlalchemy_dialect: str | None) -> Migrator:
     if _IMPORT_PATH.match(text):
         return as_migrator(_import(text), sqlalchemy_dialect)
     raise ConfigurationError(
-        f"schema {text!r} is neither an existing .sql file or directory nor an import path "
-        "like 'myapp.models:Base.metadata'"
+        f"schema {text!r} is neither an existing .sql file or directory, nor an alembic.ini, "
+        "nor an import path like 'myapp.models:Base.metadata'"
     )
 
 

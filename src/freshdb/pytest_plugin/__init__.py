@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from freshdb.database import Database
+from freshdb.django import pytest_integration as django_integration
 from freshdb.errors import FreshDBError
 from freshdb.pytest_plugin import reporting
 from freshdb.pytest_plugin.options import (
@@ -63,6 +64,7 @@ _WORKER_OUTPUT = "freshdb_servers"
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add ``--freshdb-*`` options and ``freshdb_*`` ini options."""
     register_options(parser)
+    django_integration.register_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -82,6 +84,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.stash[_KEEP_FAILED] = keep_failed(config)
     config.stash[_WORKER_REPORTS] = []
+    django_integration.configure(config)
 
 
 @pytest.hookimpl(optionalhook=True)

@@ -1,0 +1,258 @@
+"""Django's test databases as copies of a cached template, for the runner and pytest-django.
+
+For each ``DATABASES`` alias a test run uses, a freshdb server (started or reused as
+freshdb's configuration says: a sticky container by default, ``FRESHDB_URL`` for an
+existing server) holds a template built by :class:`~freshdb.migrators.DjangoMigrator`
+and reused while the migrations are unchanged. The alias is pointed at a copy of it:
+host, port, name and credentials all come from freshdb, so the project's own
+``DATABASES`` credentials are never needed for tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+from collections.abc import Callable, Iterator, Mapping
+from typing import Any
+
+from freshdb import naming
+from freshdb.config import ENGINE_ALIASES
+from freshdb.database import Database
+from freshdb.errors import ConfigurationError
+from freshdb.migrators.django import (
+    DjangoMigrator,
+    check_served,
+    connection_settings,
+    setup_django,
+)
+from freshdb.server import DatabaseServer
+
+log = logging.getLogger("freshdb")
+
+#: The engine freshdb runs for a Django vendor family unless configured otherwise.
+DEFAULT_ENGINES = {"postgres": "postgres", "mysql": "mariadb"}
+
+
+def engine_for(family: str, configured: str | None) -> str:
+    """The freshdb engine for an alias: the configured one if it fits the family."""
+    if configured:
+        engine = ENGINE_ALIASES.get(configured.lower())
+        if engine is not None and ("postgres" if engine == "postgres" else "mysql") == family:
+            return engine
+    return DEFAULT_ENGINES[family]
+
+
+def server_arguments() -> dict[str, Any]:
+    """freshdb settings from Django's ``FRESHDB`` setting (a dict), if the project has one.
+
+    They win over ``FRESHDB_*`` variables and ``[tool.freshdb]``, like arguments to
+    :class:`~freshdb.DatabaseServer`.
+    """
+    from django.conf import settings
+
+    configured = getattr(settings, "FRESHDB", None) or {}
+    if not isinstance(configured, Mapping):
+        raise ConfigurationError(
+            "settings.FRESHDB must be a dict of freshdb settings, e.g. {'mode': 'throwaway'}"
+        )
+    return dict(configured)
+
+
+def kept_name(server: DatabaseServer, database: Database) -> str:
+    """The name a copy has once kept (the pool renames it on release)."""
+    prefix = server.settings.prefix
+    parsed = naming.parse_database_name(prefix, database.name)
+    if parsed is None or parsed.owner is None or parsed.seq is None:
+        return database.name
+    return naming.kept_name(prefix, parsed.fingerprint, parsed.owner, parsed.seq)
+
+
+@dataclasses.dataclass
+class AliasDatabases:
+    """One alias's server and the copies handed to this run (main first, then workers)."""
+
+    alias: str
+    server: DatabaseServer
+    original: dict[str, Any]
+    copies: list[Database] = dataclasses.field(default_factory=list)
+    mirrors: list[str] = dataclasses.field(default_factory=list)
+
+
+class TestDatabases:
+    """The test databases of one run: set up, handed to workers, torn down.
+
+    ``workers`` copies are made besides the main one when tests run in parallel
+    processes; :meth:`worker_settings` says which copy each worker uses.
+    ``ready_copies`` is the pool size: 0 when every copy is taken at the start (the
+    runner), ``None`` for freshdb's configured size when tests take copies as they
+    go (pytest-django's per-test copies).
+    """
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    def __init__(
+        self,
+        aliases: Mapping[str, Any] | None = None,
+        *,
+        workers: int = 0,
+        keepdb: bool = False,
+        serialized_aliases: set[str] | None = None,
+        report: Callable[[str], None] | None = None,
+        ready_copies: int | None = 0,
+    ) -> None:
+        self.aliases = aliases
+        self.workers = workers if workers > 1 else 0
+        self.keepdb = keepdb
+        self.serialized_aliases = serialized_aliases
+        self.report = report or (lambda message: log.info("%s", message))
+        self.ready_copies = ready_copies
+        self.by_alias: dict[str, AliasDatabases] = {}
+
+    # -- setting up ------------------------------------------------------------------
+    def setup(self) -> None:
+        """Start servers, build or reuse templates, point each alias at its copy."""
+        setup_django()
+        from django.db import connections
+        from django.test.utils import get_unique_databases_and_mirrors
+
+        test_databases, mirrored = get_unique_databases_and_mirrors(self.aliases)
+        arguments = server_arguments()
+        serialize = []
+        try:
+            for _name, aliases in test_databases.values():
+                first, *others = aliases
+                entry = self._start(first, arguments)
+                self.by_alias[first] = entry
+                connection = connections[first]
+                self._point(first, entry.copies[0])
+                for alias in others:
+                    connections[alias].creation.set_as_test_mirror(connection.settings_dict)
+                    entry.mirrors.append(alias)
+                if self.serialized_aliases is None or first in self.serialized_aliases:
+                    serialize.append(connection)
+            for alias, mirror_of in mirrored.items():
+                connections[alias].creation.set_as_test_mirror(connections[mirror_of].settings_dict)
+            # As Django does: serialize once every alias points at its database, for
+            # TransactionTestCase.serialized_rollback.
+            for connection in serialize:
+                connection._test_serialized_contents = connection.creation.serialize_db_to_string()
+        except BaseException:
+            self.teardown()
+            raise
+
+    def _start(self, alias: str, arguments: dict[str, Any]) -> AliasDatabases:
+        from django.db import connections
+
+        family = check_served(alias)
+        engine = engine_for(family, arguments.get("engine") or os.environ.get("FRESHDB_ENGINE"))
+        wanted = 1 + self.workers
+        defaults = {} if self.ready_copies is None else {"pool_size": self.ready_copies}
+        server = DatabaseServer(
+            **{
+                **defaults,
+                **arguments,
+                "engine": engine,
+                "schema": DjangoMigrator(databases=(alias,)),
+            }
+        )
+        entry = AliasDatabases(alias, server, dict(connections[alias].settings_dict))
+        server.start()
+        try:
+            entry.copies = [server.database() for _ in range(wanted)]
+        except BaseException:
+            for copy in entry.copies:
+                copy.release()
+            server.stop()
+            raise
+        stats = server.stats()
+        how = (
+            "reused"
+            if stats["template_reused"]
+            else f"built in {stats['template_build_seconds']:.2f} s"
+        )
+        self.report(
+            f"freshdb: test database for alias {alias!r} is {entry.copies[0].name}, a copy of "
+            f"template {stats['template']} ({how})"
+            + (f"; {self.workers} more for parallel workers" if self.workers else "")
+        )
+        return entry
+
+    @staticmethod
+    def _point(alias: str, database: Database) -> None:
+        """Point an alias (this process's connection and settings) at ``database``."""
+        from django.conf import settings
+        from django.db import connections
+
+        values = connection_settings(alias, database.url)
+        connection = connections[alias]
+        connection.close()
+        connection.settings_dict.update(values)
+        if settings.DATABASES[alias] is not connection.settings_dict:
+            settings.DATABASES[alias].update(values)
+
+    def worker_settings(self) -> dict[str, list[dict[str, Any]]]:
+        """For each alias (mirrors too), the connection settings of worker 1, 2, ..."""
+        result: dict[str, list[dict[str, Any]]] = {}
+        for alias, entry in self.by_alias.items():
+            values = [connection_settings(alias, copy.url) for copy in entry.copies[1:]]
+            for name in (alias, *entry.mirrors):
+                result[name] = values
+        return result
+
+    @contextlib.contextmanager
+    def fresh_copies(self, aliases: list[str] | None = None) -> Iterator[None]:
+        """Point aliases at brand-new copies for a while (a test that commits)."""
+        from django.db import connections
+
+        taken: list[tuple[AliasDatabases, Database]] = []
+        try:
+            for alias, entry in self.by_alias.items():
+                if aliases is not None and alias not in aliases:
+                    continue
+                copy = entry.server.database()
+                taken.append((entry, copy))
+                self._point(alias, copy)
+            yield
+        finally:
+            for entry, copy in taken:
+                connections[entry.alias].close()
+                self._point(entry.alias, entry.copies[0])
+                copy.release()
+
+    # -- tearing down ----------------------------------------------------------------
+    def teardown(self) -> None:
+        """Release every copy (or keep it, with keepdb), stop servers, restore settings."""
+        from django.conf import settings
+        from django.db import connections
+
+        # Connections left open by the code under test do not block the drop:
+        # freshdb's DROP disconnects them (WITH (FORCE) / KILL).
+        connections.close_all()
+        errors: list[BaseException] = []
+        for alias, entry in self.by_alias.items():
+            try:
+                for copy in entry.copies:
+                    if self.keepdb:
+                        copy.keep()
+                    copy.release()
+                if self.keepdb:
+                    kept = ", ".join(kept_name(entry.server, c) for c in entry.copies)
+                    self.report(
+                        f"freshdb: kept the test database(s) of alias {alias!r} (--keepdb): "
+                        f"{kept} at {entry.server.url.render_as_string(hide_password=True)}"
+                        " — `freshdb prune` removes kept databases"
+                    )
+                entry.server.stop()
+            except BaseException as exc:  # teardown goes on for the other aliases
+                errors.append(exc)
+            connection = connections[alias]
+            connection.settings_dict.clear()
+            connection.settings_dict.update(entry.original)
+            if settings.DATABASES[alias] is not connection.settings_dict:
+                settings.DATABASES[alias].clear()
+                settings.DATABASES[alias].update(entry.original)
+        self.by_alias.clear()
+        if errors:
+            raise errors[0]
