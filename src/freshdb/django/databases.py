@@ -242,7 +242,7 @@ class TestDatabases:
                     self.report(
                         f"freshdb: kept the test database(s) of alias {alias!r} (--keepdb): "
                         f"{kept} at {entry.server.url.render_as_string(hide_password=True)}"
-                        " — `freshdb prune` removes kept databases"
+                        " — `freshdb prune --max-age 0` removes kept databases"
                     )
                 entry.server.stop()
             except BaseException as exc:  # teardown goes on for the other aliases

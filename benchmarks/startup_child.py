@@ -1,0 +1,74 @@
+"""The process whose start-up is timed: ``python -m benchmarks.startup_child KIND JSON``.
+
+It imports only the standard library before the work it stands for, so the time
+the parent measures (from spawning it to reading ``READY``) is interpreter start,
+the library's import and the work, nothing of the benchmark's own. After ``READY``
+it cleans up (stops the server, removes a container) untimed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+READY = "READY"
+
+
+def _ready() -> None:
+    print(READY, flush=True)
+
+
+def freshdb_first_database(options: dict[str, Any]) -> None:
+    """Start (or reuse) a freshdb server and answer a query on a fresh copy."""
+    import freshdb
+
+    server = freshdb.DatabaseServer(
+        "postgres",
+        schema=options["schema"],
+        image=options["image"],
+        mode=options["mode"],
+        prefix=options["prefix"],
+    )
+    with server, server.database() as database, database.engine().connect() as connection:
+        connection.exec_driver_sql(options["query"]).scalar()
+        _ready()
+
+
+def import_freshdb(options: dict[str, Any]) -> None:
+    """Only import freshdb (what a new process pays before any work)."""
+    import freshdb  # noqa: F401
+
+    _ready()
+
+
+def testcontainers_first_query(options: dict[str, Any]) -> None:
+    """testcontainers' PostgresContainer: start, then a first query (no schema)."""
+    import psycopg
+
+    try:
+        from testcontainers.community.postgres import PostgresContainer
+    except ImportError:  # testcontainers < 4.15 keeps it here
+        from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer(options["image"], driver=None, labels=options["labels"])
+    with container as postgres:
+        with psycopg.connect(
+            host=postgres.get_container_host_ip(),
+            port=int(postgres.get_exposed_port(postgres.port)),
+            user=postgres.username,
+            password=postgres.password,
+            dbname=postgres.dbname,
+        ) as connection:
+            connection.execute("SELECT 1").fetchone()
+        _ready()
+
+
+KINDS = {
+    "freshdb": freshdb_first_database,
+    "import": import_freshdb,
+    "testcontainers": testcontainers_first_query,
+}
+
+if __name__ == "__main__":
+    KINDS[sys.argv[1]](json.loads(sys.argv[2]))
