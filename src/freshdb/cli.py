@@ -120,12 +120,14 @@ def client_command(
     """The SQL client the engine's official image ships, and its environment.
 
     It runs inside the container, so it talks to the server on the container's own
-    loopback; the password goes in the environment, never on a command line.
+    loopback (Postgres: its Unix socket, which the official image trusts; the TCP
+    lines of pg_hba.conf may expect another password format than the one freshdb
+    stores); the password goes in the environment, never on a command line.
     """
     database = database or address.admin_database
     if dialect.family == "postgres":
         return (
-            ["psql", "-h", "127.0.0.1", "-U", address.user, "-d", database],
+            ["psql", "-U", address.user, "-d", database],
             {"PGPASSWORD": address.password},
         )
     # MariaDB 11 images ship `mariadb` only, MySQL images `mysql` only.

@@ -257,4 +257,13 @@ def engine_of_url(url: str) -> EngineName:
 
 
 def _redact(url: str) -> str:
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+    """The URL with its password masked, even when it is malformed (a typo such as
+    ``postgresql//user:secret@host`` must not put the password in an error)."""
+    userinfo, at, host = url.rpartition("@")
+    if not at:
+        return url
+    scheme, slashes, credentials = userinfo.rpartition("//")
+    user, colon, _ = credentials.partition(":")
+    if not colon:
+        return url
+    return f"{scheme}{slashes}{user}:***@{host}"

@@ -28,6 +28,7 @@ class EngineFactory:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._initialised: dict[str, Any] | None = None
+        self._learned_from: str | None = None  # the database the dialect was learned on
 
     def create(self, url: URL, **kwargs: Any) -> Engine:
         """A new engine for ``url``, its dialect already initialised when possible."""
@@ -37,6 +38,10 @@ class EngineFactory:
             return sqlalchemy.create_engine(url, **kwargs)
         engine = sqlalchemy.create_engine(url, _initialize=False, **kwargs)
         engine.dialect.__dict__.update(self._initialised)
+        # The one answer that differs between copies: on MySQL the default schema is
+        # the database itself (on Postgres it is "public", the same for every copy).
+        if self._initialised.get("default_schema_name") == self._learned_from:
+            engine.dialect.default_schema_name = url.database
         return engine
 
     def _learn(self, url: URL) -> None:
@@ -52,6 +57,7 @@ class EngineFactory:
                 return  # the caller's own connection will report the problem
             finally:
                 probe.dispose()
+            self._learned_from = url.database
             self._initialised = {
                 key: value
                 for key, value in vars(probe.dialect).items()

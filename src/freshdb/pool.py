@@ -98,6 +98,7 @@ class ClonePool:
         self._closing = False
         self._cloner_done = False
         self._failure: BaseException | None = None
+        self._failures = 0  # clone attempts that failed, ever: a waiter's clock
         self.counters = collections.Counter[str]()
         self.wait_seconds = 0.0
         self.cloners = max(1, cloners)
@@ -120,8 +121,11 @@ class ClonePool:
         )
         self._dropper_thread.start()
 
-    def close(self, timeout: float = 60.0) -> None:
-        """Stop cloning and drop every copy this pool made (waits for the drops)."""
+    def close(self, timeout: float = 60.0, drop: bool = True) -> None:
+        """Stop cloning and drop every copy this pool made (waits for the drops).
+
+        ``drop=False`` when the server is gone: there is nothing left to drop.
+        """
         with self._cond:
             if self._closing:
                 return
@@ -130,8 +134,10 @@ class ClonePool:
         for thread in self._cloner_threads:
             thread.join(timeout)
         with self._cond:
+            if not drop:
+                self._to_drop.clear()
             for copy in list(self._copies.values()):
-                if copy.state in (CopyState.READY, CopyState.IN_USE):
+                if copy.state in (CopyState.READY, CopyState.IN_USE) and drop:
                     copy.state = CopyState.DIRTY
                     self._to_drop.append(copy)
             self._ready.clear()
@@ -157,14 +163,15 @@ class ClonePool:
             self._waiting += 1
             started = time.monotonic()
             deadline = started + (self.acquire_timeout if timeout is None else timeout)
+            # Only a clone that fails while this caller waits fails it: a failure from
+            # before (a server full a moment ago) may be over, and the cloner retries.
+            failures_seen = self._failures
             self._cond.notify_all()
             try:
                 while not self._ready:
                     self._check_open()
-                    if self._failure is not None:
-                        raise FreshDBError(
-                            f"cannot make a copy of the template: {self._failure}"
-                        ) from self._failure
+                    if self._failures != failures_seen and self._failure is not None:
+                        raise copy_failed(self._failure) from self._failure
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise PoolTimeoutError(
@@ -257,6 +264,7 @@ class ClonePool:
                     copy.state = CopyState.DIRTY  # drop whatever half of it exists
                     self._to_drop.append(copy)
                     self._failure = exc
+                    self._failures += 1
                     self._cond.notify_all()
                 if worker is not None:
                     _close_quietly(worker)
@@ -311,6 +319,16 @@ class ClonePool:
                 self._cond.notify_all()
         if worker is not None:
             _close_quietly(worker)
+
+
+def copy_failed(failure: BaseException) -> FreshDBError:
+    """The error a waiting caller gets when making a copy failed.
+
+    Of the failure's own class when it is a ``FreshDBError`` (a ``ServerFullError``
+    stays one, so callers can tell a full server from a bug), else ``FreshDBError``.
+    """
+    kind = type(failure) if isinstance(failure, FreshDBError) else FreshDBError
+    return kind(f"cannot make a copy of the template: {failure}")
 
 
 def _close_quietly(worker: CopyWorker) -> None:

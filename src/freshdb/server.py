@@ -21,7 +21,7 @@ from freshdb.config import Settings, resolve_settings
 from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
-from freshdb.errors import FreshDBError
+from freshdb.errors import DockerUnavailableError, FreshDBError, ServerUnavailableError
 from freshdb.migrators import Migrator, as_migrator
 from freshdb.pool import ClonePool, Copy
 from freshdb.template import Template, TemplateBuilder, prune_templates
@@ -104,6 +104,10 @@ class DatabaseServer:
         self._pool: ClonePool | None = None
         self._reaped: list[str] = []
         self._start_seconds = 0.0
+        # The lease is used by start/stop (under _lock) and by the liveness check of
+        # every hand-out; this lock keeps two threads off the connection at once.
+        self._lease_lock = threading.Lock()
+        self._gone: FreshDBError | None = None  # why this session can hand out no more
         self._engines = EngineFactory()
 
     def __repr__(self) -> str:
@@ -120,11 +124,21 @@ class DatabaseServer:
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(self.settings, self.dialect)
             running = backend.start()
+            self._gone = None
             try:
                 self._begin_session(backend, running, migrator)
-            except BaseException:
+            except BaseException as exc:
                 self._end_session()
                 backend.stop()
+                # A driver error on freshdb's own connections (the server died or
+                # filled up while starting) is said in freshdb's words.
+                translated = (
+                    self.dialect.translate_error(exc)
+                    if isinstance(exc, Exception) and not isinstance(exc, FreshDBError)
+                    else None
+                )
+                if translated is not None:
+                    raise translated from exc
                 raise
             self._start_seconds = time.perf_counter() - started
             log.info(
@@ -178,11 +192,12 @@ class DatabaseServer:
     def _end_session(self) -> None:
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.close()
-        lease, self._lease = self._lease, None
+            pool.close(drop=self._gone is None)
+        with self._lease_lock:
+            lease, self._lease = self._lease, None
         if lease is not None:
             try:
-                if self._owner is not None:
+                if self._owner is not None and self._gone is None:
                     self._drop_own_leftovers(lease, self._owner)
             except Exception as exc:  # the server may be gone already
                 log.debug("final sweep of own copies failed: %s", exc)
@@ -212,19 +227,90 @@ class DatabaseServer:
 
     # -- copies -------------------------------------------------------------------
     def database(self, timeout: float | None = None) -> Database:
-        """A fresh copy of the template (waits only if the pool is empty)."""
+        """A fresh copy of the template (waits only if the pool is empty).
+
+        Raises :class:`~freshdb.ServerUnavailableError` once the server is gone,
+        :class:`~freshdb.PoolTimeoutError` if no copy is ready within ``timeout``
+        (default: the ``acquire_timeout`` setting).
+        """
         pool = self._require_pool()
-        return self._wrap(pool, pool.acquire(timeout))
+        self._check_server()
+        return self._wrap(pool, self._acquire(pool, timeout))
 
     def adatabase(self, timeout: float | None = None) -> AsyncDatabaseContext:
         """``async with server.adatabase() as db``: a fresh copy for async code."""
         pool = self._require_pool()
 
         def now() -> Database | None:
+            self._check_server()
             copy = pool.try_acquire()
             return None if copy is None else self._wrap(pool, copy)
 
-        return AsyncDatabaseContext(now, lambda: self._wrap(pool, pool.acquire(timeout)))
+        return AsyncDatabaseContext(now, lambda: self._wrap(pool, self._acquire(pool, timeout)))
+
+    def _acquire(self, pool: ClonePool, timeout: float | None) -> Copy:
+        try:
+            return pool.acquire(timeout)
+        except ServerUnavailableError:
+            # The pool cannot reach the server: if it is gone, say that instead.
+            self._check_server(ask_backend=True)
+            raise
+        except FreshDBError:
+            self._check_server()
+            raise
+
+    def _check_server(self, ask_backend: bool = False) -> None:
+        """Raise if the server is gone: ready copies of a dead server are no use.
+
+        Costs a non-blocking look at the lease connection's socket (the server
+        hangs up on it when it dies), so it runs on every hand-out. With
+        ``ask_backend`` (only after a failure: it may be a Docker API call), the
+        backend is asked too, for where no hang-up ever reaches the lease.
+        """
+        if self._gone is None:
+            with self._lease_lock:
+                lease = self._lease
+                dropped = lease is not None and self.dialect.connection_dropped(lease)
+            if not dropped and (not ask_backend or self._backend_says_alive()):
+                return
+            self._gone = self._gone_error()
+            log.warning("%s", self._gone)
+        raise type(self._gone)(str(self._gone))
+
+    def _backend_says_alive(self) -> bool:
+        backend = self._backend
+        try:
+            return backend is None or backend.check_alive()
+        except FreshDBError:
+            return True  # nobody can tell (Docker does not answer): not known to be gone
+
+    def _gone_error(self) -> FreshDBError:
+        running, backend = self._running, self._backend
+        if running is None:
+            return ServerUnavailableError("the server is gone — start a new session")
+        where = running.container_name or f"{running.address.host}:{running.address.port}"
+        again = "leave `with DatabaseServer(...)` (or call stop()) and start a new session"
+        if running.mode != "external":
+            again += ", which starts the server again and rebuilds the template"
+        try:
+            alive = backend.check_alive() if backend is not None else False
+        except DockerUnavailableError as exc:
+            return ServerUnavailableError(
+                f"lost the connection to the server {where}, and the Docker engine does not "
+                f"answer either ({exc}) — start Docker, then {again}"
+            )
+        if not alive and running.container_name:
+            return ServerUnavailableError(
+                f"the server container {where} is gone (stopped or removed) — {again}"
+            )
+        if not alive:
+            return ServerUnavailableError(
+                f"the server {where} does not answer any more — once it is back, {again}"
+            )
+        return ServerUnavailableError(
+            f"the server {where} ended this session's connection (it restarted, or someone "
+            f"ended the connection), so this session's copies are no longer its own — {again}"
+        )
 
     def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
         address = self.address

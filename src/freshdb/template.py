@@ -26,6 +26,10 @@ from freshdb.migrators import Migrator, describe, digest
 
 log = logging.getLogger("freshdb")
 
+_FIX_THE_MIGRATION = (
+    "Fix the migration; no template was marked complete, so the next run builds it again"
+)
+
 
 @dataclasses.dataclass(frozen=True)
 class TemplateFingerprint:
@@ -92,8 +96,15 @@ class TemplateBuilder:
             else:
                 template = self._build(lease, migrator, fingerprint, name)
             self.dialect.mark_template_in_use(lease, fingerprint)
-        finally:
-            self.dialect.unlock_template(lease, fingerprint)
+        except BaseException:
+            # If the server went away, unlocking fails too: the first error says why
+            # (and the lock died with the connection anyway).
+            try:
+                self.dialect.unlock_template(lease, fingerprint)
+            except Exception as unlock_error:
+                log.debug("releasing the template lock failed: %s", unlock_error)
+            raise
+        self.dialect.unlock_template(lease, fingerprint)
         return template
 
     def _build(
@@ -121,7 +132,9 @@ class TemplateBuilder:
                     "freshdb": "template",
                     "fingerprint": fingerprint,
                     "migrator": describe(migrator),
-                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+                    # Milliseconds: "the newest" must be certain for templates built
+                    # within a second of each other (a whole second sorts before them).
+                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
                 }
             )
             self.dialect.complete_template(lease, build, name, comment)
@@ -143,6 +156,11 @@ class TemplateBuilder:
             with engine.connect() as connection:
                 migrator.migrate(connection)
                 connection.commit()
+        except MigrationError as exc:
+            # A migrator's own error says what failed; add what to do about it.
+            if _FIX_THE_MIGRATION in str(exc):
+                raise
+            raise MigrationError(f"{exc}\n{_FIX_THE_MIGRATION}") from exc
         except FreshDBError:
             raise
         except DBAPIError as exc:
@@ -155,13 +173,12 @@ class TemplateBuilder:
             raise MigrationError(
                 f"building the template with {describe(migrator)} failed: "
                 f"{str(exc.orig).strip()}\n    in statement: {statement}\n"
-                "Fix the migration; no template was marked complete, so the next run "
-                "builds it again"
+                f"{_FIX_THE_MIGRATION}"
             ) from exc
         except Exception as exc:
             raise MigrationError(
                 f"building the template with {describe(migrator)} failed: "
-                f"{type(exc).__name__}: {exc}"
+                f"{type(exc).__name__}: {exc}\n{_FIX_THE_MIGRATION}"
             ) from exc
         finally:
             engine.dispose()

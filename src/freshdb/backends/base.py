@@ -47,5 +47,7 @@ class ServerBackend(abc.ABC):
         """Let go of the server: a throwaway container is removed, others stay."""
 
     def check_alive(self) -> bool:
-        """Whether the server is still there (used to tell a dead server from a bug)."""
+        """Whether the server is still there (used to tell a dead server from a bug).
+
+        May raise :class:`~freshdb.DockerUnavailableError` when it cannot tell."""
         return True

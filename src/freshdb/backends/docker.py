@@ -27,6 +27,7 @@ from typing import Any, cast
 import docker.errors
 import filelock
 import platformdirs
+import requests.exceptions
 from docker.models.containers import Container
 from docker.models.images import Image
 from docker.utils import parse_repository_tag
@@ -49,6 +50,7 @@ from freshdb.errors import (
     DockerUnavailableError,
     FreshDBError,
     ImageError,
+    ServerFullError,
     ServerStartError,
     ServerUnavailableError,
 )
@@ -95,6 +97,11 @@ def connect_docker() -> tuple[docker.DockerClient, str]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+#: What the Docker SDK raises when the engine does not answer at all (it does not wrap
+#: these in ``DockerException``).
+ENGINE_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -158,10 +165,21 @@ class DockerBackend(ServerBackend):
             remove_container(container)
 
     def check_alive(self) -> bool:
+        """Whether the server's container still runs.
+
+        Raises :class:`DockerUnavailableError` if the Docker engine does not answer:
+        then nobody can tell.
+        """
         if self._container is None:
             return False
         try:
             self._container.reload()
+        except docker.errors.NotFound:
+            return False
+        except ENGINE_UNREACHABLE as exc:
+            raise DockerUnavailableError(
+                f"the Docker engine at {self._docker_url} does not answer ({_first_line(exc)})"
+            ) from exc
         except docker.errors.DockerException:
             return False
         return bool(self._container.status == "running")
@@ -319,6 +337,9 @@ class DockerBackend(ServerBackend):
                     remove_container(container)
                     container = None
                     continue
+                # Started here and never ready: the error carries its last log lines;
+                # left behind, it would only fail the next session the same way.
+                remove_container(container)
                 raise
         raise AssertionError("unreachable")
 
@@ -406,6 +427,8 @@ class DockerBackend(ServerBackend):
             )
             try:
                 self.dialect.ping(address, timeout=2.0)
+            except ServerFullError:
+                raise  # it answers, and is full: waiting (or replacing it) would not help
             except Exception as exc:
                 raise NotReady(str(exc)) from exc
             return address
@@ -514,6 +537,12 @@ def remove_container(container: Container) -> None:
         container.remove(force=True, v=True)
     except docker.errors.NotFound:
         pass
+    except ENGINE_UNREACHABLE as exc:
+        raise DockerUnavailableError(
+            f"cannot remove container {container.name}: the Docker engine does not answer "
+            f"({_first_line(exc)}) — start Docker; the next freshdb session or `freshdb "
+            "prune` removes it once its owner process is gone"
+        ) from exc
     except docker.errors.APIError as exc:
         if "already in progress" not in str(exc):
             raise FreshDBError(f"Docker failed to remove {container.name}: {exc}") from exc

@@ -10,6 +10,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import datetime as dt
+import select
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -114,6 +115,43 @@ class Dialect(abc.ABC):
             self.scalar(conn, "SELECT 1")
         finally:
             conn.close()
+
+    def connection_dropped(self, conn: DBAPIConnection) -> bool:
+        """Whether the server has ended an idle connection (its server died, say).
+
+        Cheap enough for every hand-out: a non-blocking look at the socket. An idle
+        connection has nothing to read unless the server said goodbye (or hung up),
+        so only then is a query run to tell. The caller must not use ``conn`` in
+        another thread meanwhile.
+        """
+        fileno = self.connection_fileno(conn)
+        if fileno is None:
+            return False  # no socket to look at: assume alive
+        if fileno < 0:
+            return True
+        try:
+            readable, _, _ = select.select([fileno], [], [], 0)
+        except (OSError, ValueError):
+            return True
+        if not readable:
+            return False
+        try:
+            self.scalar(conn, "SELECT 1")
+        except Exception:
+            return True
+        return False
+
+    def connection_fileno(self, conn: DBAPIConnection) -> int | None:
+        """The socket of a DBAPI connection: -1 if it is closed, None if unknown."""
+        if getattr(conn, "closed", False):
+            return -1
+        fileno = getattr(conn, "fileno", None)
+        if not callable(fileno):
+            return None
+        try:
+            return int(fileno())
+        except Exception:
+            return -1
 
     @staticmethod
     def scalar(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> Any:

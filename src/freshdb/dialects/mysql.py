@@ -371,7 +371,18 @@ class MySQLDialect(Dialect):
                 f"cannot reach the server ({message}) — is it running? For a "
                 "freshdb-managed server, `freshdb status` shows it"
             )
+        if isinstance(exc, pymysql.InterfaceError):
+            # PyMySQL's "(0, '')": the connection was already lost by an earlier call.
+            return ServerUnavailableError(
+                "the connection to the server is closed (it was lost earlier) — is the "
+                "server running? For a freshdb-managed server, `freshdb status` shows it"
+            )
         return None
+
+    def connection_fileno(self, conn: DBAPIConnection) -> int | None:
+        # PyMySQL has no fileno(); its socket is dropped (None) once the connection is.
+        sock = getattr(conn, "_sock", None)
+        return -1 if sock is None else int(sock.fileno())
 
     # -- ownership and locks ------------------------------------------------------
     def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:

@@ -34,6 +34,19 @@ from freshdb.naming import (
 MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# What the server says when max_connections is reached (SQLSTATE 53300), to anyone
+# and to all but superusers (the wording changed in Postgres 16).
+_TOO_MANY_CONNECTIONS = (
+    "too many clients already",
+    "remaining connection slots are reserved",
+)
+# What it says when it refuses to let the user in (28P01, 28000): retrying won't help.
+_CREDENTIALS_REFUSED = (
+    "password authentication failed",
+    "no pg_hba.conf entry",
+    "does not exist",  # role "x" (or the admin database) does not exist
+    "is not permitted to log in",
+)
 
 
 def _ident(name: str) -> sql.Identifier:
@@ -162,7 +175,11 @@ class PostgresDialect(Dialect):
 
     def translate_error(self, exc: BaseException) -> Exception | None:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-        if isinstance(exc, pg_errors.TooManyConnections):
+        # Refused while connecting, psycopg raises a plain OperationalError with no
+        # SQLSTATE: the server's words are all there is to go by.
+        if isinstance(exc, pg_errors.TooManyConnections) or any(
+            words in str(exc) for words in _TOO_MANY_CONNECTIONS
+        ):
             return ServerFullError(
                 f"the Postgres server refused a connection: max_connections reached ({message}) "
                 "— lower pool_size or the number of workers, close connections your tests "
@@ -174,7 +191,22 @@ class PostgresDialect(Dialect):
                 "leftover copies and stale templates, lower pool_size, or raise "
                 "FRESHDB_TMPFS_SIZE"
             )
-        if isinstance(exc, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification):
+        if isinstance(exc, psycopg.Error) and message.startswith("checkpoint request failed"):
+            # CREATE DATABASE ... FILE_COPY and DROP DATABASE force a checkpoint; when
+            # the checkpointer cannot write its next WAL file the client sees only this
+            # (the server log has "No space left on device"). On tmpfs with fsync off,
+            # running out of space is what makes a checkpoint fail.
+            return ServerFullError(
+                f"the server could not write a checkpoint ({message}): its tmpfs is most "
+                "likely full — run `freshdb prune` to drop leftover copies and stale "
+                "templates, lower pool_size, or raise FRESHDB_TMPFS_SIZE"
+            )
+        if isinstance(
+            exc, pg_errors.InvalidPassword | pg_errors.InvalidAuthorizationSpecification
+        ) or (
+            str(exc).startswith("connection failed")
+            and any(words in str(exc) for words in _CREDENTIALS_REFUSED)
+        ):
             return ConfigurationError(
                 f"the Postgres server rejected the credentials ({message}) — check the user "
                 "and password in FRESHDB_URL / url="
