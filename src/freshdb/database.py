@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
+from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
+
+
+log = logging.getLogger("freshdb")
 
 
 class EngineFactory:
@@ -43,6 +48,47 @@ class EngineFactory:
         if self._initialised.get("default_schema_name") == self._learned_from:
             engine.dialect.default_schema_name = url.database
         return engine
+
+    def preconnect(self, url: URL) -> Any:
+        """A DBAPI connection to ``url`` made as SQLAlchemy's engine would make it,
+        with one query run (so the server process has loaded its caches), or
+        ``None`` if that fails (the engine then connects as usual)."""
+        try:
+            dialect = sqlalchemy.create_engine(url, _initialize=False).dialect
+            cargs, cparams = dialect.create_connect_args(url)
+            connection = dialect.connect(*cargs, **cparams)
+        except Exception as exc:
+            log.debug("opening a connection ahead of time failed: %s", exc)
+            return None
+        try:
+            cursor = connection.cursor()
+            cursor.execute("SELECT 1")
+            cursor.fetchall()
+            cursor.close()
+            connection.rollback()
+        except Exception as exc:
+            log.debug("warming a connection failed: %s", exc)
+            self.discard(connection)
+            return None
+        return connection
+
+    @staticmethod
+    def discard(connection: Any) -> None:
+        """Close a connection opened ahead of time that nobody used."""
+        try:
+            connection.close()
+        except Exception as exc:
+            log.debug("closing an unused connection failed: %s", exc)
+
+    @staticmethod
+    def hand_over(engine: Engine, connection: Any) -> None:
+        """Make ``engine`` use ``connection`` for its first connection."""
+        waiting = [connection]
+
+        def use_waiting(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
+            return waiting.pop() if waiting else None  # None: connect as usual
+
+        event.listen(engine, "do_connect", use_waiting)
 
     def _learn(self, url: URL) -> None:
         with self._lock:
@@ -81,12 +127,14 @@ class Database:
         async_url: URL,
         release: Callable[[bool], None],
         engines: EngineFactory | None = None,
+        warm_connection: Any = None,
     ) -> None:
         self.name = name
         self.url = url
         self.async_url = async_url
         self._release = release
         self._engine_factory = engines or EngineFactory()
+        self._warm_connection = warm_connection
         self._keep = False
         self._released = False
         self._engines: list[Engine] = []
@@ -104,6 +152,9 @@ class Database:
             if not kwargs and self._engines:
                 return self._engines[0]
             engine = self._engine_factory.create(self.url, **kwargs)
+            if self._warm_connection is not None:
+                self._engine_factory.hand_over(engine, self._warm_connection)
+                self._warm_connection = None
             self._engines.append(engine)
             return engine
 
@@ -137,6 +188,9 @@ class Database:
         if self._released:
             return
         self._released = True
+        if self._warm_connection is not None:  # never used: no engine was made
+            self._engine_factory.discard(self._warm_connection)
+            self._warm_connection = None
         for engine in self._engines:
             engine.dispose()
         for async_engine in self._async_engines:

@@ -49,13 +49,21 @@ class Copy:
     seq: int
     state: CopyState = CopyState.CREATING
     kept_as: str | None = None
+    #: What the worker made along with the copy (an open connection to it), taken by
+    #: whoever acquires the copy; discarded by the dropper if nobody did.
+    attachment: Any = None
 
 
 class CopyWorker(Protocol):
     """The SQL side of the pool's background work, on one server connection."""
 
-    def clone(self, name: str) -> None:
-        """Create database ``name`` as a copy of the template."""
+    def clone(self, name: str) -> Any:
+        """Create database ``name`` as a copy of the template; return an attachment
+        (e.g. a connection opened to it ahead of its user) or ``None``."""
+        ...
+
+    def discard(self, attachment: Any) -> None:
+        """Let go of an attachment nobody took."""
         ...
 
     def drop(self, name: str) -> None:
@@ -256,7 +264,7 @@ class ClonePool:
             try:
                 if worker is None:
                     worker = self._open_worker()
-                worker.clone(copy.name)
+                copy.attachment = worker.clone(copy.name)
             except Exception as exc:
                 log.warning("making copy %s failed: %s", copy.name, exc)
                 with self._cond:
@@ -302,6 +310,9 @@ class ClonePool:
             try:
                 if worker is None:
                     worker = self._open_worker()
+                attachment, copy.attachment = copy.attachment, None
+                if attachment is not None:
+                    worker.discard(attachment)
                 if keep and copy.kept_as:
                     worker.rename(copy.name, copy.kept_as)
                 else:

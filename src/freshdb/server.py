@@ -32,13 +32,27 @@ log = logging.getLogger("freshdb")
 class _SqlCopyWorker:
     """The pool's background work, done with the dialect's SQL on one connection."""
 
-    def __init__(self, dialect: Dialect, address: ServerAddress, recipe: CopyRecipe) -> None:
+    def __init__(
+        self,
+        dialect: Dialect,
+        address: ServerAddress,
+        recipe: CopyRecipe,
+        engines: EngineFactory,
+    ) -> None:
         self.dialect = dialect
+        self.address = address
         self.recipe = recipe
+        self.engines = engines
         self.conn = dialect.connect(address)
 
-    def clone(self, name: str) -> None:
+    def clone(self, name: str) -> Any:
         self._translated(self.dialect.clone, self.conn, self.recipe, name)
+        # The test's first connection, opened now while the copy waits in the pool:
+        # connecting costs a new server process and a login, ~6 ms on its path.
+        return self.engines.preconnect(self.dialect.sync_url(self.address, name))
+
+    def discard(self, attachment: Any) -> None:
+        self.engines.discard(attachment)
 
     def drop(self, name: str) -> None:
         self._translated(self.dialect.drop_database, self.conn, name)
@@ -170,8 +184,9 @@ class DatabaseServer:
         )
         recipe = self.dialect.copy_recipe(self._lease, template.name)
         owner = self._owner
+        engines = self._engines
         pool = ClonePool(
-            open_worker=lambda: _SqlCopyWorker(self.dialect, address, recipe),
+            open_worker=lambda: _SqlCopyWorker(self.dialect, address, recipe, engines),
             copy_name=lambda seq: naming.copy_name(prefix, template.fingerprint, owner, seq),
             kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
             size=self.settings.pool_size,
@@ -314,12 +329,14 @@ class DatabaseServer:
 
     def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
         address = self.address
+        warm, copy.attachment = copy.attachment, None
         return Database(
             copy.name,
             self.dialect.sync_url(address, copy.name),
             self.dialect.async_url(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
             engines=self._engines,
+            warm_connection=warm,
         )
 
     def _require_pool(self) -> ClonePool:

@@ -352,3 +352,23 @@ def test_engines_share_one_dialect_initialisation(rich_server: freshdb.DatabaseS
                 ).scalar()
                 == 1
             )
+
+
+def test_a_copys_first_connection_was_opened_before_it_was_handed_out(
+    rich_server: freshdb.DatabaseServer,
+) -> None:
+    deadline = time.monotonic() + 30
+    while rich_server.stats()["ready"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.2)
+    with rich_server.database() as db:
+        with admin(rich_server).connect() as conn:
+            handed_out = conn.exec_driver_sql("SELECT clock_timestamp()").scalar()
+        with db.engine().connect() as conn:
+            backend_start = conn.exec_driver_sql(
+                "SELECT backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+            ).scalar()
+            assert conn.exec_driver_sql("SELECT count(*) FROM authors").scalar() == 2
+        assert backend_start < handed_out
+        with db.engine().connect() as second:  # later connections are made as usual
+            assert second.exec_driver_sql("SELECT 1").scalar() == 1
