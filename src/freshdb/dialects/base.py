@@ -14,7 +14,7 @@ import select
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy.engine import URL
+from sqlalchemy.engine import URL, make_url
 
 from freshdb.config import Settings
 
@@ -80,6 +80,10 @@ class Dialect(abc.ABC):
     engines: tuple[str, ...]
     #: SQLAlchemy's dialect name, for compiling DDL (e.g. "postgresql").
     sqlalchemy_name: str
+    #: What a server URL that leaves them out means.
+    default_port: int
+    default_user: str
+    default_admin_database: str
 
     # -- the server ------------------------------------------------------------
     @abc.abstractmethod
@@ -90,9 +94,16 @@ class Dialect(abc.ABC):
     def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
         """Environment, arguments and port of a tuned server container."""
 
-    @abc.abstractmethod
     def address_from_url(self, url: str) -> ServerAddress:
         """The admin address of an existing server given by URL."""
+        parsed = make_url(url)
+        return ServerAddress(
+            host=parsed.host or "localhost",
+            port=parsed.port or self.default_port,
+            user=parsed.username or self.default_user,
+            password=parsed.password or "",
+            admin_database=parsed.database or self.default_admin_database,
+        )
 
     @abc.abstractmethod
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:

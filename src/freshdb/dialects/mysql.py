@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import pymysql
 from pymysql.constants import CLIENT
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from freshdb import naming
 from freshdb.config import Settings
@@ -243,6 +243,9 @@ class MySQLDialect(Dialect):
     family = "mysql"
     engines = ("mysql", "mariadb")
     sqlalchemy_name = "mysql"
+    default_port = 3306
+    default_user = "root"
+    default_admin_database = ""
 
     # -- the server ------------------------------------------------------------
     def default_image(self, engine: str) -> str:
@@ -269,16 +272,6 @@ class MySQLDialect(Dialect):
             admin_database="",
             password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
             data_directory="/var/lib/mysql",
-        )
-
-    def address_from_url(self, url: str) -> ServerAddress:
-        parsed = make_url(url)
-        return ServerAddress(
-            host=parsed.host or "localhost",
-            port=parsed.port or 3306,
-            user=parsed.username or "root",
-            password=parsed.password or "",
-            admin_database=parsed.database or "",
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:

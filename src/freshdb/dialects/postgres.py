@@ -11,7 +11,7 @@ from typing import Any, cast
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL
 
 from freshdb.config import Settings
 from freshdb.dialects.base import ContainerSpec, CopyRecipe, DBAPIConnection, Dialect, ServerAddress
@@ -63,6 +63,9 @@ class PostgresDialect(Dialect):
     family = "postgres"
     engines = ("postgres",)
     sqlalchemy_name = "postgresql"
+    default_port = 5432
+    default_user = "postgres"
+    default_admin_database = "postgres"
 
     def default_image(self, engine: str) -> str:
         return "postgres:17"
@@ -98,16 +101,6 @@ class PostgresDialect(Dialect):
             admin_database="postgres",
             password_variables=("POSTGRES_PASSWORD",),
             data_directory="/var/lib/postgresql/data",
-        )
-
-    def address_from_url(self, url: str) -> ServerAddress:
-        parsed = make_url(url)
-        return ServerAddress(
-            host=parsed.host or "localhost",
-            port=parsed.port or 5432,
-            user=parsed.username or "postgres",
-            password=parsed.password or "",
-            admin_database=parsed.database or "postgres",
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
