@@ -34,6 +34,8 @@ class EngineFactory:
         self._lock = threading.Lock()
         self._initialised: dict[str, Any] | None = None
         self._learned_from: str | None = None  # the database the dialect was learned on
+        self._connector: Any = None
+        self._connector_lock = threading.Lock()
 
     def create(self, url: URL, **kwargs: Any) -> Engine:
         """A new engine for ``url``, its dialect already initialised when possible."""
@@ -54,7 +56,7 @@ class EngineFactory:
         with one query run (so the server process has loaded its caches), or
         ``None`` if that fails (the engine then connects as usual)."""
         try:
-            dialect = sqlalchemy.create_engine(url, _initialize=False).dialect
+            dialect = self._connecting_dialect(url)
             cargs, cparams = dialect.create_connect_args(url)
             connection = dialect.connect(*cargs, **cparams)
         except Exception as exc:
@@ -71,6 +73,14 @@ class EngineFactory:
             self.discard(connection)
             return None
         return connection
+
+    def _connecting_dialect(self, url: URL) -> Any:
+        # Only used to turn URLs into driver arguments, which needs no server state:
+        # one dialect serves every copy instead of an engine made per clone.
+        with self._connector_lock:
+            if self._connector is None:
+                self._connector = sqlalchemy.create_engine(url, _initialize=False).dialect
+            return self._connector
 
     @staticmethod
     def discard(connection: Any) -> None:
@@ -128,6 +138,7 @@ class Database:
         release: Callable[[bool], None],
         engines: EngineFactory | None = None,
         warm_connection: Any = None,
+        kept_name: str | None = None,
     ) -> None:
         self.name = name
         self.url = url
@@ -135,6 +146,8 @@ class Database:
         self._release = release
         self._engine_factory = engines or EngineFactory()
         self._warm_connection = warm_connection
+        #: The name this database will have after :meth:`keep` and release.
+        self.kept_name = kept_name or name
         self._keep = False
         self._released = False
         self._engines: list[Engine] = []

@@ -213,11 +213,7 @@ def describe_databases(
     dialect: Dialect, conn: DBAPIConnection, prefix: str, keep_templates: int
 ) -> tuple[list[TemplateInfo], list[CopyInfo]]:
     """The templates and copies a server holds for ``prefix``, newest template first."""
-    parsed = [
-        p
-        for name in dialect.list_databases(conn, prefix)
-        if (p := naming.parse_database_name(prefix, name))
-    ]
+    parsed = dialect.our_databases(conn, prefix)
     names = [p.name for p in parsed]
     sizes = dialect.database_sizes(conn, names) if names else {}
     templates = []
@@ -377,11 +373,7 @@ def _prune_databases(
         )
     if max_age is None:
         return removals
-    kept = [
-        p.name
-        for name in dialect.list_databases(conn, prefix)
-        if (p := naming.parse_database_name(prefix, name)) and p.kind == "kept"
-    ]
+    kept = [p.name for p in dialect.our_databases(conn, prefix, ("kept",))]
     created = dialect.database_created(conn, kept) if kept else {}
     cutoff = dt.datetime.now(dt.UTC) - max_age
     for name in kept:

@@ -19,6 +19,7 @@ belongs to a dead process and may be reaped.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -120,13 +121,17 @@ class ParsedName:
     seq: int | None = None
 
 
-def parse_database_name(prefix: str, name: str) -> ParsedName | None:
-    """Parse a database name made by :mod:`freshdb.naming`; ``None`` if it is not ours."""
-    pattern = re.compile(
+@functools.lru_cache(maxsize=32)
+def _name_pattern(prefix: str) -> re.Pattern[str]:
+    return re.compile(
         rf"^{re.escape(prefix)}_(?P<kind>[tbck])_(?P<fp>[0-9a-f]+)"
         rf"(?:_(?P<owner>[0-9a-f]{{{OWNER_LENGTH}}}))?(?:_(?P<seq>[0-9]+))?$"
     )
-    match = pattern.match(name)
+
+
+def parse_database_name(prefix: str, name: str) -> ParsedName | None:
+    """Parse a database name made by :mod:`freshdb.naming`; ``None`` if it is not ours."""
+    match = _name_pattern(prefix).match(name)
     if not match:
         return None
     kind = _LETTER_KIND[match["kind"]]

@@ -48,7 +48,9 @@ class Copy:
     name: str
     seq: int
     state: CopyState = CopyState.CREATING
-    kept_as: str | None = None
+    #: The name the copy is renamed to if its user keeps it (known from the start,
+    #: so a test's report can name it before the rename happens).
+    kept_name: str | None = None
     #: What the worker made along with the copy (an open connection to it), taken by
     #: whoever acquires the copy; discarded by the dropper if nobody did.
     attachment: Any = None
@@ -199,11 +201,7 @@ class ClonePool:
         with self._cond:
             if copy.state is not CopyState.IN_USE:
                 return
-            if keep:
-                copy.kept_as = self._kept_name(copy.seq)
-                copy.state = CopyState.KEEP
-            else:
-                copy.state = CopyState.DIRTY
+            copy.state = CopyState.KEEP if keep else CopyState.DIRTY
             self._to_drop.append(copy)
             self._cond.notify_all()
 
@@ -258,7 +256,9 @@ class ClonePool:
                 if self._closing:
                     break
                 self._seq += 1
-                copy = Copy(self._copy_name(self._seq), self._seq)
+                copy = Copy(
+                    self._copy_name(self._seq), self._seq, kept_name=self._kept_name(self._seq)
+                )
                 self._copies[copy.name] = copy
                 self._creating += 1
             try:
@@ -313,8 +313,8 @@ class ClonePool:
                 attachment, copy.attachment = copy.attachment, None
                 if attachment is not None:
                     worker.discard(attachment)
-                if keep and copy.kept_as:
-                    worker.rename(copy.name, copy.kept_as)
+                if keep and copy.kept_name:
+                    worker.rename(copy.name, copy.kept_name)
                 else:
                     worker.drop(copy.name)
             except Exception as exc:

@@ -224,10 +224,9 @@ class DatabaseServer:
         self._backend = None
 
     def _drop_own_leftovers(self, lease: DBAPIConnection, owner: str) -> None:
-        for name in self.dialect.list_databases(lease, self.settings.prefix):
-            parsed = naming.parse_database_name(self.settings.prefix, name)
-            if parsed and parsed.owner == owner and parsed.kind in ("copy", "build"):
-                self.dialect.drop_database(lease, name)
+        for mine in self.dialect.our_databases(lease, self.settings.prefix, ("copy", "build")):
+            if mine.owner == owner:
+                self.dialect.drop_database(lease, mine.name)
 
     def __enter__(self) -> DatabaseServer:
         return self.start()
@@ -337,6 +336,7 @@ class DatabaseServer:
             release=lambda keep: pool.release(copy, keep=keep),
             engines=self._engines,
             warm_connection=warm,
+            kept_name=copy.kept_name,
         )
 
     def _require_pool(self) -> ClonePool:
@@ -396,11 +396,7 @@ def reap_dead_owners(
 
     With ``dry_run``, only name them (``freshdb prune --dry-run``).
     """
-    parsed = [
-        p
-        for name in dialect.list_databases(conn, prefix)
-        if (p := naming.parse_database_name(prefix, name)) and p.kind in ("copy", "build")
-    ]
+    parsed = dialect.our_databases(conn, prefix, ("copy", "build"))
     owners = sorted({p.owner for p in parsed if p.owner})
     alive = dialect.live_owners(conn, owners)
     reaped = []

@@ -113,11 +113,10 @@ class TemplateBuilder:
         started = time.perf_counter()
         # Holding the exclusive lock, any other build of this fingerprint is a
         # crashed builder's leftover.
-        for existing in self.dialect.list_databases(lease, self.prefix):
-            parsed = naming.parse_database_name(self.prefix, existing)
-            if parsed and parsed.kind == "build" and fingerprint.startswith(parsed.fingerprint):
-                log.info("dropping %s, left by a builder that did not finish", existing)
-                self.dialect.drop_database(lease, existing)
+        for leftover in self.dialect.our_databases(lease, self.prefix, ("build",)):
+            if fingerprint.startswith(leftover.fingerprint):
+                log.info("dropping %s, left by a builder that did not finish", leftover.name)
+                self.dialect.drop_database(lease, leftover.name)
         build = self.dialect.build_database_name(
             name, naming.build_name(self.prefix, fingerprint, self.owner)
         )
@@ -205,11 +204,7 @@ def prune_templates(
 
     With ``dry_run``, only name them (``freshdb prune --dry-run``).
     """
-    templates = [
-        parsed
-        for name in dialect.list_databases(conn, prefix)
-        if (parsed := naming.parse_database_name(prefix, name)) and parsed.kind == "template"
-    ]
+    templates = dialect.our_databases(conn, prefix, ("template",))
     if len(templates) <= keep:
         return []
     templates.sort(key=lambda t: template_created(dialect, conn, t.name), reverse=True)

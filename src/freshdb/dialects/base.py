@@ -11,12 +11,13 @@ import abc
 import dataclasses
 import datetime as dt
 import select
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import URL, make_url
 
 from freshdb.config import Settings
+from freshdb.naming import ParsedName, parse_database_name
 
 
 class DBAPIConnection(Protocol):
@@ -231,6 +232,17 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
         """Names of all databases whose names start with ``{prefix}_``."""
+
+    def our_databases(
+        self, conn: DBAPIConnection, prefix: str, kinds: Collection[str] | None = None
+    ) -> list[ParsedName]:
+        """freshdb's own databases for ``prefix`` (by their names), optionally of some kinds."""
+        return [
+            parsed
+            for name in self.list_databases(conn, prefix)
+            if (parsed := parse_database_name(prefix, name))
+            and (kinds is None or parsed.kind in kinds)
+        ]
 
     @abc.abstractmethod
     def database_exists(self, conn: DBAPIConnection, name: str) -> bool:

@@ -17,7 +17,6 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
-from freshdb import naming
 from freshdb.config import ENGINE_ALIASES
 from freshdb.database import Database
 from freshdb.errors import ConfigurationError
@@ -58,15 +57,6 @@ def server_arguments() -> dict[str, Any]:
             "settings.FRESHDB must be a dict of freshdb settings, e.g. {'mode': 'throwaway'}"
         )
     return dict(configured)
-
-
-def kept_name(server: DatabaseServer, database: Database) -> str:
-    """The name a copy has once kept (the pool renames it on release)."""
-    prefix = server.settings.prefix
-    parsed = naming.parse_database_name(prefix, database.name)
-    if parsed is None or parsed.owner is None or parsed.seq is None:
-        return database.name
-    return naming.kept_name(prefix, parsed.fingerprint, parsed.owner, parsed.seq)
 
 
 @dataclasses.dataclass
@@ -238,7 +228,7 @@ class TestDatabases:
                         copy.keep()
                     copy.release()
                 if self.keepdb:
-                    kept = ", ".join(kept_name(entry.server, c) for c in entry.copies)
+                    kept = ", ".join(c.kept_name for c in entry.copies)
                     self.report(
                         f"freshdb: kept the test database(s) of alias {alias!r} (--keepdb): "
                         f"{kept} at {entry.server.url.render_as_string(hide_password=True)}"

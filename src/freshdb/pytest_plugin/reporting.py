@@ -11,7 +11,6 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-from freshdb import naming
 from freshdb.config import Settings
 from freshdb.database import Database
 from freshdb.dialects import dialect_for
@@ -92,14 +91,9 @@ def kept_database(
 ) -> KeptDatabase:
     """Where ``database`` will be found once released with ``keep()``.
 
-    The pool renames a kept copy to :func:`freshdb.naming.kept_name`; the name is
-    computed here from the copy's own name, so it is known before the rename.
+    The pool renames a kept copy to ``database.kept_name``, known before the rename.
     """
-    prefix = settings.prefix
-    parsed = naming.parse_database_name(prefix, database.name)
-    name = database.name
-    if parsed is not None and parsed.owner is not None and parsed.seq is not None:
-        name = naming.kept_name(prefix, parsed.fingerprint, parsed.owner, parsed.seq)
+    name = database.kept_name
     return KeptDatabase(
         name,
         database.url.set(database=name).render_as_string(hide_password=True),
