@@ -14,7 +14,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from psycopg import sql
@@ -132,14 +132,7 @@ def wait_until_idle(server: freshdb.DatabaseServer, timeout: float = 60.0) -> No
 # -- Postgres databases of the peers -------------------------------------------------
 def postgres_connect(address: ServerAddress, database: str | None = None) -> psycopg.Connection:
     """An autocommit admin connection to the shared Postgres server."""
-    return psycopg.connect(
-        host=address.host,
-        port=address.port,
-        user=address.user,
-        password=address.password,
-        dbname=database or address.admin_database,
-        autocommit=True,
-    )
+    return cast(psycopg.Connection, dialect_for("postgres").connect(address, database))
 
 
 def postgres_url(address: ServerAddress, database: str | None = None) -> str:
@@ -171,11 +164,7 @@ def create_database_from_schema(address: ServerAddress, name: str) -> None:
 def drop_database(address: ServerAddress, name: str) -> None:
     """Drop a Postgres database (a template too), whoever is connected to it."""
     with postgres_connect(address) as admin:
-        exists = admin.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
-        if exists:
-            identifier = sql.Identifier(name)
-            admin.execute(sql.SQL("ALTER DATABASE {} WITH IS_TEMPLATE false").format(identifier))
-            admin.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
+        dialect_for("postgres").drop_database(admin, name)
 
 
 def drop_peer_databases(address: ServerAddress) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from benchmarks.context import PREFIX, BenchContext, wait_until_idle
 from benchmarks.report import Figure
 from benchmarks.stats import Summary
-from freshdb import DatabaseServer, naming
+from freshdb import DatabaseServer
 from freshdb.backends.docker import container_facts
 
 GROUP = "Memory"
@@ -27,14 +27,9 @@ def ready_copies(server: DatabaseServer) -> list[str]:
     """Names of the copies of the bench prefix on the server (the pools' ready copies)."""
     connection = server.dialect.connect(server.address)
     try:
-        names = server.dialect.list_databases(connection, PREFIX)
+        return [c.name for c in server.dialect.our_databases(connection, PREFIX, ("copy",))]
     finally:
         connection.close()
-    return [
-        name
-        for name in names
-        if (parsed := naming.parse_database_name(PREFIX, name)) and parsed.kind == "copy"
-    ]
 
 
 def postgres_copy_bytes(server: DatabaseServer) -> list[float]:

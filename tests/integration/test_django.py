@@ -104,16 +104,10 @@ def leftover_copies(server: freshdb.DatabaseServer, template: str) -> list[str]:
     assert parsed_template is not None
     conn = server.dialect.connect(server.address)
     try:
-        names = server.dialect.list_databases(conn, prefix)
+        copies = server.dialect.our_databases(conn, prefix, ("copy",))
     finally:
         conn.close()
-    return [
-        name
-        for name in names
-        if (parsed := naming.parse_database_name(prefix, name))
-        and parsed.kind == "copy"
-        and parsed_template.fingerprint.startswith(parsed.fingerprint)
-    ]
+    return [c.name for c in copies if parsed_template.fingerprint.startswith(c.fingerprint)]
 
 
 def is_copy(prefix: str, name: str) -> bool:

@@ -184,29 +184,22 @@ def next_session_finds_it_clean(
     admin.dialect.unlock_template(admin.conn, fingerprint.fingerprint)
 
 
-def test_killed_mid_acquire(
+@pytest.mark.parametrize(
+    ("program_code", "pool_size"),
+    [(MID_ACQUIRE, 0), (MID_RELEASE, None)],
+    ids=["mid_acquire", "mid_release"],
+)
+def test_killed_mid_acquire_or_release(
     engine: Engine,
     server: freshdb.DatabaseServer,
     programs: Callable[..., Program],
     tmp_path: Path,
+    program_code: str,
+    pool_size: int | None,
 ) -> None:
-    facts = params(engine, server, tmp_path, pool_size=0)
-    program = programs(MID_ACQUIRE, facts)
-    owner = program.report()["owner"]
-    program.kill()
-    with Admin.of(server) as admin:
-        admin.wait_until_gone(owner)
-        next_session_finds_it_clean(engine, server, admin, str(facts["key"]), owner)
-
-
-def test_killed_mid_release(
-    engine: Engine,
-    server: freshdb.DatabaseServer,
-    programs: Callable[..., Program],
-    tmp_path: Path,
-) -> None:
-    facts = params(engine, server, tmp_path)
-    program = programs(MID_RELEASE, facts)
+    more = {} if pool_size is None else {"pool_size": pool_size}
+    facts = params(engine, server, tmp_path, **more)
+    program = programs(program_code, facts)
     owner = program.report()["owner"]
     program.kill()
     with Admin.of(server) as admin:
