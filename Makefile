@@ -8,7 +8,7 @@ BENCH_VENV := .bench-venv
 # Local stand-ins for the official images, built from Debian packages where no
 # registry is reachable (see docker/). Used when present; otherwise freshdb pulls
 # the official images.
-LOCAL_POSTGRES_IMAGE := freshdb-local/postgres:15
+LOCAL_POSTGRES_IMAGE := freshdb-local/postgres:17
 LOCAL_MARIADB_IMAGE := freshdb-local/mariadb:10.11
 IMAGE_ENV = $(shell docker image inspect $(LOCAL_POSTGRES_IMAGE) >/dev/null 2>&1 && echo FRESHDB_POSTGRES_IMAGE=$(LOCAL_POSTGRES_IMAGE)) \
             $(shell docker image inspect $(LOCAL_MARIADB_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MARIADB_IMAGE=$(LOCAL_MARIADB_IMAGE))

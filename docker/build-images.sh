@@ -1,20 +1,38 @@
 #!/usr/bin/env bash
-# Build local stand-ins for the official postgres and mariadb images from Debian
-# packages, for machines that reach Debian's package mirror but no image registry.
-# Idempotent: an image that already exists is left alone (FORCE=1 rebuilds).
+# Build local stand-ins for the official postgres, mariadb and mysql images from
+# Debian packages, for machines that reach Debian's package mirror but no image
+# registry. Idempotent: an image that already exists is left alone (FORCE=1 rebuilds).
 #
-#   docker/build-images.sh [postgres] [mariadb]     (default: both)
+#   docker/build-images.sh                 the images `make test` needs by default
+#   docker/build-images.sh all             the whole server matrix
+#   docker/build-images.sh postgres:18 mysql:9 ...   just these
 #
 # Each image honours the official image's contract (environment variables,
-# arguments, first-start initialisation, declared VOLUME), so freshdb runs the
-# same code path against them as against the real images.
+# arguments, first-start initialisation, declared VOLUME), so freshdb runs the same
+# code path against them as against the real images.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 log() { printf 'freshdb setup: %s\n' "$*" >&2; }
 
-POSTGRES_IMAGE=${FRESHDB_LOCAL_POSTGRES_IMAGE:-freshdb-local/postgres:15}
-MARIADB_IMAGE=${FRESHDB_LOCAL_MARIADB_IMAGE:-freshdb-local/mariadb:10.11}
+REPOSITORY=${FRESHDB_LOCAL_REPOSITORY:-freshdb-local}
+
+# The matrix: kind:version, Debian suite, packages, extra build arguments.
+# Postgres 18 moved the official image's VOLUME to /var/lib/postgresql, with a
+# version-specific PGDATA below it.
+matrix() {
+  case "$1" in
+    postgres:15) echo "bookworm postgresql-15 PG_MAJOR=15" ;;
+    postgres:17) echo "trixie postgresql-17,postgresql-17-pgvector,postgresql-17-postgis-3 PG_MAJOR=17" ;;
+    postgres:18) echo "sid postgresql-18,postgresql-18-pgvector PG_MAJOR=18,DATA_VOLUME=/var/lib/postgresql,PGDATA=/var/lib/postgresql/18/docker" ;;
+    mariadb:10.11) echo "bookworm mariadb-server,mariadb-client -" ;;
+    mariadb:11.8) echo "trixie mariadb-server,mariadb-client -" ;;
+    mysql:9) echo "sid mysql-server,mysql-client -" ;;
+    *) return 1 ;;
+  esac
+}
+ALL=(postgres:17 mariadb:10.11 postgres:15 postgres:18 mariadb:11.8 mysql:9)
+DEFAULT=(postgres:17 mariadb:10.11)
 
 mirror() {
   # The mirror this machine is configured with, read from its apt sources.
@@ -33,37 +51,48 @@ mirror() {
 }
 
 build() {
-  local kind=$1 image=$2 packages=$3
+  local entry=$1 kind=${1%%:*} version=${1##*:}
+  local suite packages args
+  read -r suite packages args < <(matrix "$entry") || { log "unknown image: $entry"; exit 2; }
+  local image="$REPOSITORY/$kind:$version" base="$REPOSITORY/$kind-base:$version"
   if [ "${FORCE:-0}" != "1" ] && docker image inspect "$image" >/dev/null 2>&1; then
     log "image $image is present"
     return 0
   fi
-  local base="${image%%:*}-base:${image##*:}"
   if [ "${FORCE:-0}" = "1" ] || ! docker image inspect "$base" >/dev/null 2>&1; then
     command -v debootstrap >/dev/null 2>&1 || {
       log "debootstrap is needed to build $image (apt-get install debootstrap)"; exit 1; }
     local rootfs
     rootfs=$(mktemp -d /tmp/freshdb-rootfs-XXXXXX)
-    log "building $base with debootstrap ($packages); this takes about a minute"
-    debootstrap --variant=minbase --include="$packages" bookworm "$rootfs" "$(mirror)" \
-      >"$rootfs.log" 2>&1 || { tail -n 30 "$rootfs.log" >&2; rm -rf "$rootfs"; exit 1; }
+    log "building $base from Debian $suite ($packages); this takes about a minute"
+    # The server packages' maintainer scripts must not try to start a server.
+    if ! debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$(mirror)" \
+      >"$rootfs.log" 2>&1; then
+      tail -n 30 "$rootfs.log" >&2; rm -rf "$rootfs" "$rootfs.log"; exit 1
+    fi
     # Keep the image small: package caches and docs are not needed.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
            "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
     rm -rf "$rootfs" "$rootfs.log"
   fi
+  local build_args=(--build-arg "BASE=$base")
+  if [ "$args" != "-" ]; then
+    local IFS=,
+    for arg in $args; do build_args+=(--build-arg "$arg"); done
+    unset IFS
+  fi
   log "building $image"
-  docker build -q --build-arg "BASE=$base" -t "$image" "$here/$kind" >/dev/null
+  docker build -q "${build_args[@]}" -t "$image" "$here/$kind" >/dev/null
   log "image $image is ready"
 }
 
-kinds=("$@")
-[ ${#kinds[@]} -gt 0 ] || kinds=(postgres mariadb)
-for kind in "${kinds[@]}"; do
-  case "$kind" in
-    postgres) build postgres "$POSTGRES_IMAGE" postgresql-15 ;;
-    mariadb) build mariadb "$MARIADB_IMAGE" mariadb-server,mariadb-client ;;
-    *) log "unknown image kind: $kind (postgres or mariadb)"; exit 2 ;;
-  esac
+targets=("$@")
+if [ ${#targets[@]} -eq 0 ]; then
+  targets=("${DEFAULT[@]}")
+elif [ "${targets[0]}" = "all" ]; then
+  targets=("${ALL[@]}")
+fi
+for target in "${targets[@]}"; do
+  build "$target"
 done

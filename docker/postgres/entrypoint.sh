@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The official postgres image's entrypoint contract, reduced to what it promises:
-# POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, PGDATA; initdb on first start;
-# arguments beginning with "-" are passed to postgres.
+# POSTGRES_USER, POSTGRES_PASSWORD, POSTGRES_DB, POSTGRES_INITDB_ARGS,
+# POSTGRES_HOST_AUTH_METHOD, PGDATA; initdb on first start; arguments beginning with
+# "-" are passed to postgres.
 set -Eeuo pipefail
 
 if [ "${1:0:1}" = '-' ]; then
@@ -26,10 +27,12 @@ if [ "$1" = 'postgres' ] && [ "$(id -u)" = '0' ]; then
     pwfile=$(mktemp)
     printf '%s\n' "${POSTGRES_PASSWORD:-}" >"$pwfile"
     chown postgres "$pwfile"
+    # shellcheck disable=SC2086 # POSTGRES_INITDB_ARGS is a word list, as upstream
     as_postgres initdb --username="$user" --pwfile="$pwfile" --auth-local=trust \
-      --auth-host=scram-sha-256 --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" >/dev/null
+      --encoding=UTF8 --locale=C.UTF-8 -D "$PGDATA" ${POSTGRES_INITDB_ARGS:-} >/dev/null
     rm -f "$pwfile"
-    method=${POSTGRES_HOST_AUTH_METHOD:-scram-sha-256}
+    # Unset, the method is the password_encryption the given arguments produce.
+    method=${POSTGRES_HOST_AUTH_METHOD:-$(as_postgres "$@" -C password_encryption)}
     printf 'host all all all %s\n' "$method" >>"$PGDATA/pg_hba.conf"
     printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
 
