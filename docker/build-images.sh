@@ -65,11 +65,20 @@ build() {
     local rootfs
     rootfs=$(mktemp -d /tmp/freshdb-rootfs-XXXXXX)
     log "building $base from Debian $suite ($packages); this takes about a minute"
-    # The server packages' maintainer scripts must not try to start a server.
-    if ! debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$(mirror)" \
-      >"$rootfs.log" 2>&1; then
-      tail -n 30 "$rootfs.log" >&2; rm -rf "$rootfs" "$rootfs.log"; exit 1
-    fi
+    # mysql-server's maintainer script initialises a datadir while installing, which
+    # can fail on a busy machine: one more try from scratch before giving up.
+    local try
+    for try in 1 2; do
+      if debootstrap --variant=minbase --include="$packages" "$suite" "$rootfs" "$(mirror)" \
+        >"$rootfs.log" 2>&1; then
+        break
+      fi
+      if [ "$try" = 2 ]; then
+        tail -n 30 "$rootfs.log" >&2; rm -rf "$rootfs" "$rootfs.log"; exit 1
+      fi
+      log "debootstrap of $base failed; trying once more"
+      rm -rf "$rootfs"; mkdir -p "$rootfs"
+    done
     # Keep the image small: package caches and docs are not needed.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
            "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
