@@ -326,15 +326,18 @@ class DockerBackend(ServerBackend):
             )
 
     def _lock_path(self, name: str) -> Path:
+        self.client()  # the engine's URL salts the name
         path = state_directory() / "locks" / naming.lock_name(name, self._docker_url)
         path.parent.mkdir(parents=True, exist_ok=True)
         return path
 
-    def _usage_path(self, name: str) -> Path:
+    def usage_record(self, name: str) -> Path:
+        """The file whose modification time says when a start last asked for ``name``."""
+        self.client()  # the engine's URL salts the name
         return state_directory() / "used" / naming.usage_record_name(name, self._docker_url)
 
     def _record_start(self, name: str) -> None:
-        path = self._usage_path(name)
+        path = self.usage_record(name)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
@@ -346,7 +349,7 @@ class DockerBackend(ServerBackend):
         was started or created, as Docker and its labels say)."""
         try:
             return dt.datetime.fromtimestamp(
-                self._usage_path(str(container.name)).stat().st_mtime, dt.UTC
+                self.usage_record(str(container.name)).stat().st_mtime, dt.UTC
             )
         except OSError:
             pass
