@@ -296,6 +296,10 @@ def test_mariadb_live_session_survives_another_tmpfs_size(
         assert down.returncode == 1 and "in use" in down.stderr
         assert docker_client.containers.get(a.container).status == "running"
         a.survives()
+    # The server's own threads are no users: once A is gone, `down` removes it.
+    down = cli(prefix, mariadb_image, "down", FRESHDB_ENGINE="mariadb")
+    assert down.returncode == 0, down.stderr
+    assert f"removed {a.container}" in down.stdout
 
 
 # -- what may be touched: stopped and idle superseded containers ---------------------------
