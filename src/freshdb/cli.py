@@ -204,7 +204,7 @@ def command_down(args: argparse.Namespace) -> int:
         print(f"removed {removal.name}" + (" (forced)" if args.force else ""))
     for outcome in kept:
         print(
-            f"freshdb: error: kept {outcome.name}: {outcome.why}, still after waiting "
+            f"freshdb: error: kept {outcome.name}: {outcome.why} after waiting "
             f"{args.wait:g} s — let those test sessions finish and run `freshdb down` again, "
             "or `freshdb down --force` to remove it anyway (their connections are cut)",
             file=sys.stderr,
