@@ -24,6 +24,7 @@ import docker.errors
 from freshdb import inventory
 from freshdb._version import __version__
 from freshdb.backends import backend_for
+from freshdb.backends.docker import DOWN_WAIT_SECONDS
 from freshdb.config import Settings, resolve_settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import Dialect, ServerAddress
@@ -184,7 +185,11 @@ def command_prune(args: argparse.Namespace) -> int:
 
 
 def command_down(args: argparse.Namespace) -> int:
-    """Stop and remove the sticky server (or, with --all, every one of the prefix)."""
+    """Stop and remove the sticky server (or, with --all, every one of the prefix).
+
+    A server others are using is waited for (``--wait``), then kept: exit status 1,
+    saying who uses it, unless ``--force``.
+    """
     settings = settings_from(args)
     if settings.mode == "external":
         raise ConfigurationError(
@@ -192,13 +197,22 @@ def command_down(args: argparse.Namespace) -> int:
             "freshdb's to stop"
         )
     # `down` is about sticky servers whatever the mode default (CI sets throwaway).
-    removals = inventory.remove_sticky_servers(settings.replace(mode="sticky"), every=args.all)
+    removals, kept = inventory.remove_sticky_servers(
+        settings.replace(mode="sticky"), every=args.all, force=args.force, wait=args.wait
+    )
     for removal in removals:
-        print(f"removed {removal.name}")
-    if not removals:
+        print(f"removed {removal.name}" + (" (forced)" if args.force else ""))
+    for outcome in kept:
+        print(
+            f"freshdb: error: kept {outcome.name}: {outcome.why} after waiting "
+            f"{args.wait:g} s — let those test sessions finish and run `freshdb down` again, "
+            "or `freshdb down --force` to remove it anyway (their connections are cut)",
+            file=sys.stderr,
+        )
+    if not removals and not kept:
         scope = "of prefix" if args.all else "for these settings with prefix"
         print(f"no sticky server {scope} {settings.prefix!r}")
-    return 0
+    return 1 if kept else 0
 
 
 # -- presentation ----------------------------------------------------------------------
@@ -214,7 +228,16 @@ def _server_text(server: inventory.ServerInfo, keep_templates: int) -> str:
         facts.append(f"image {server.image}")
     if server.leaked:
         facts.append("LEAKED (owner gone: `freshdb prune` removes it)")
+    if server.use:
+        facts.append(server.use)
     lines = [f"{server.name}  " + ", ".join(facts)]
+    if server.retire_reason:
+        then = (
+            "`freshdb prune` removes it"
+            if server.use == "idle" or server.status != "running"
+            else "`freshdb prune` removes it once idle"
+        )
+        lines.append(f"  no longer wanted ({server.retire_reason}): {then}")
     if server.error:
         lines.append(f"  databases unreadable: {server.error}")
     if server.templates:
@@ -300,6 +323,16 @@ def _hours(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("seconds must not be negative")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``freshdb`` and its commands."""
     # SUPPRESS: the options may come before or after the command without one
@@ -369,8 +402,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     prune.add_argument("--json", action="store_true", help="machine-readable output")
 
-    down = command("down", command_down, "stop and remove the sticky server")
+    down = command(
+        "down",
+        command_down,
+        "stop and remove the sticky server; one in use is waited for, then kept (exit 1)",
+    )
     down.add_argument("--all", action="store_true", help="every sticky server of the prefix")
+    down.add_argument("--force", action="store_true", help="remove it even while sessions use it")
+    down.add_argument(
+        "--wait",
+        type=_seconds,
+        default=DOWN_WAIT_SECONDS,
+        metavar="SECONDS",
+        help=f"how long to wait for its sessions to end (default {DOWN_WAIT_SECONDS:g})",
+    )
     return parser
 
 

@@ -20,7 +20,11 @@ from docker.models.containers import Container
 
 from freshdb import naming
 from freshdb.backends.docker import (
+    DOWN_WAIT_SECONDS,
+    STICKY_START_GRACE,
+    STICKY_UNUSED_AFTER,
     DockerBackend,
+    Retirement,
     container_facts,
     is_leaked_throwaway,
     list_managed_containers,
@@ -84,6 +88,16 @@ class ServerInfo:
     memory_bytes: int | None
     #: A throwaway container whose owner process is gone.
     leaked: bool = False
+    #: A sticky container no longer wanted, and why ("superseded: ...", "unused: ...");
+    #: ``freshdb prune`` retires it once idle.
+    retire_reason: str | None = None
+    #: Whether the server is used by anyone else: "idle", "in use (...)", or ``None``
+    #: when it could not be asked (not running, not answering).
+    use: str | None = None
+    #: freshdb sessions holding their owner lease (``None``: the engine cannot tell).
+    sessions: int | None = None
+    #: Client connections other than the one asking.
+    connections: int | None = None
     templates: list[TemplateInfo] = dataclasses.field(default_factory=list)
     copies: list[CopyInfo] = dataclasses.field(default_factory=list)
     #: Why the databases could not be read, if they could not.
@@ -141,11 +155,17 @@ def _external_server(settings: Settings) -> _Server:
     return _Server(info, dialect=dialect, address=address)
 
 
-def _servers(settings: Settings, all_prefixes: bool = False, memory: bool = True) -> list[_Server]:
+def _servers(
+    settings: Settings,
+    all_prefixes: bool = False,
+    memory: bool = True,
+    backend: DockerBackend | None = None,
+    unused_after: dt.timedelta = STICKY_UNUSED_AFTER,
+) -> list[_Server]:
     """Every server in scope: the external one, or the labelled containers of the prefix."""
     if settings.mode == "external":
         return [_external_server(settings)]
-    backend = _docker_backend(settings)
+    backend = backend or _docker_backend(settings)
     found = list_managed_containers(backend.client(), None if all_prefixes else settings.prefix)
     servers = []
     now = dt.datetime.now(dt.UTC)
@@ -165,6 +185,7 @@ def _servers(settings: Settings, all_prefixes: bool = False, memory: bool = True
             uptime_seconds=(now - facts.started).total_seconds() if facts.started else None,
             memory_bytes=facts.memory_bytes,
             leaked=is_leaked_throwaway(container),
+            retire_reason=backend.retirement_reason(container, unused_after),
         )
         server = _Server(info, container=container)
         servers.append(server)
@@ -199,6 +220,7 @@ def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
         try:
             with _connection(server) as conn:
                 assert server.dialect is not None
+                use = server.dialect.server_use(conn)
                 templates, copies = describe_databases(
                     server.dialect, conn, server.info.prefix, settings.keep_templates
                 )
@@ -206,6 +228,8 @@ def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
             server.info.error = one_line(exc)
             continue
         server.info.templates, server.info.copies = templates, copies
+        server.info.sessions, server.info.connections = use.sessions, use.connections
+        server.info.use = "idle" if use.idle else f"in use ({use.describe()})"
     return [server.info for server in servers]
 
 
@@ -306,14 +330,28 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
     """Remove leftovers of this prefix (``freshdb prune``); with ``dry_run``, only list them.
 
     Leaked throwaway containers (owner process gone, or older than ``max_age``);
-    on every running server, copies and builds whose owner session is gone
+    idle sticky containers no longer wanted (superseded, or not asked for by any
+    start in ``max_age``, by default :data:`~freshdb.backends.docker.STICKY_UNUSED_AFTER`;
+    never the one of these settings, never one in use); on every running server,
+    copies and builds whose owner session is gone
     (:func:`freshdb.server.reap_dead_owners`), templates beyond the
     ``keep_templates`` newest that no session uses
     (:func:`freshdb.template.prune_templates`), and kept copies older than ``max_age``.
     """
     removals: list[Removal] = []
-    for server in _servers(settings, memory=False):
+    backend = _docker_backend(settings) if settings.mode != "external" else None
+    unused_after = max_age if max_age is not None else STICKY_UNUSED_AFTER
+    servers = _servers(settings, memory=False, backend=backend, unused_after=unused_after)
+    current = _current_sticky_name(settings, backend)
+    for server in servers:
         name = server.info.name
+        reason = server.info.retire_reason
+        if backend is not None and server.container is not None and reason and name != current:
+            outcome = _retire(backend, server.container, dry_run)
+            if outcome.removed:
+                removals.append(Removal("container", name, name, f"{reason}, idle"))
+                continue
+            log.info("keeping %s (%s): %s", name, reason, outcome.why)
         if server.container is not None and is_leaked_throwaway(server.container, max_age):
             removals.append(
                 Removal(
@@ -337,6 +375,20 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
         except FreshDBError as exc:
             log.warning("skipping %s: %s", name, one_line(exc))
     return removals
+
+
+def _current_sticky_name(settings: Settings, backend: DockerBackend | None) -> str | None:
+    if backend is None or settings.mode != "sticky":
+        return None
+    try:
+        return backend.sticky_name()
+    except FreshDBError:
+        return None
+
+
+def _retire(backend: DockerBackend, container: Container, dry_run: bool) -> Retirement:
+    # Not waiting: prune is housekeeping, a busy server is simply kept for later.
+    return backend.retire(container, grace=STICKY_START_GRACE, dry_run=dry_run)
 
 
 def _throwaway_reason(info: ServerInfo, max_age: dt.timedelta | None) -> str:
@@ -392,8 +444,17 @@ def _prune_databases(
     return removals
 
 
-def remove_sticky_servers(settings: Settings, every: bool = False) -> list[Removal]:
-    """Stop and remove the sticky server of these settings (``every``: all of the prefix)."""
+def remove_sticky_servers(
+    settings: Settings,
+    every: bool = False,
+    force: bool = False,
+    wait: float = DOWN_WAIT_SECONDS,
+) -> tuple[list[Removal], list[Retirement]]:
+    """Remove the sticky server of these settings (``every``: all of the prefix).
+
+    A server in use is waited for up to ``wait`` seconds, then kept unless ``force``:
+    the removals, and the servers kept (each saying who uses it).
+    """
     backend = _docker_backend(settings)
     if every:
         containers = [
@@ -404,12 +465,15 @@ def remove_sticky_servers(settings: Settings, every: bool = False) -> list[Remov
     else:
         found = backend.find_sticky()
         containers = [found] if found is not None else []
-    removals = []
+    removals, kept = [], []
     for container in containers:
-        log.debug("removing sticky server %s", container.name)
-        remove_container(container)
-        removals.append(Removal("container", str(container.name), str(container.name), "down"))
-    return removals
+        outcome = backend.retire(container, force=force, wait=wait)
+        if outcome.removed:
+            reason = "down --force" if force else "down"
+            removals.append(Removal("container", outcome.name, outcome.name, reason))
+        else:
+            kept.append(outcome)
+    return removals, kept
 
 
 def one_line(exc: BaseException) -> str:
@@ -422,6 +486,7 @@ __all__ = [
     "CopyInfo",
     "CurrentServer",
     "Removal",
+    "Retirement",
     "ServerInfo",
     "TemplateInfo",
     "current_server",

@@ -30,6 +30,8 @@ LABEL_PREFIX = "io.freshdb"
 LABEL_MANAGED = f"{LABEL_PREFIX}.managed"
 LABEL_ENGINE = f"{LABEL_PREFIX}.engine"
 LABEL_SETTINGS_HASH = f"{LABEL_PREFIX}.settings-hash"
+#: The image name a container was made from (``docker ps`` shows an id once it moves).
+LABEL_IMAGE = f"{LABEL_PREFIX}.image"
 LABEL_MODE = f"{LABEL_PREFIX}.mode"
 LABEL_VERSION = f"{LABEL_PREFIX}.version"
 LABEL_PREFIX_NAME = f"{LABEL_PREFIX}.prefix"
@@ -76,8 +78,20 @@ def settings_hash(shape: dict[str, object]) -> str:
 
 
 def sticky_container_name(prefix: str, engine: str, shape_hash: str) -> str:
-    """The deterministic name of a sticky server: same settings, same container."""
+    """The deterministic name of a sticky server: same shape, same container.
+
+    ``shape_hash`` covers everything that is fixed when a container is created
+    (engine, image and image id, server flags, tmpfs size, published interface), so
+    a project with another shape gets a container of its own and never replaces one
+    that others' sessions are using.
+    """
     return f"{prefix}-{engine}-{shape_hash}"
+
+
+def sticky_shape_hash(name: str) -> str | None:
+    """The shape hash at the end of a sticky container's name (``None`` if none)."""
+    match = re.match(r"^[a-z][a-z0-9]*-[a-z]+-(?P<hash>[0-9a-f]{10})$", name)
+    return match["hash"] if match else None
 
 
 def throwaway_container_name(prefix: str, engine: str) -> str:
@@ -88,6 +102,11 @@ def throwaway_container_name(prefix: str, engine: str) -> str:
 def lock_name(name: str, salt: str) -> str:
     """A file name for a cross-process lock about ``name`` (salted, so ids never clash)."""
     return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()[:16] + ".lock"
+
+
+def usage_record_name(name: str, salt: str) -> str:
+    """A file name whose modification time records when ``name`` was last started."""
+    return hashlib.sha256(f"{salt}:{name}".encode()).hexdigest()[:16] + ".used"
 
 
 def template_name(prefix: str, fingerprint: str) -> str:

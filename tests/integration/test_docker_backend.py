@@ -20,7 +20,7 @@ import sqlalchemy as sa
 import freshdb
 from freshdb import naming
 from freshdb.backends.docker import DockerBackend
-from freshdb.errors import ContainerConflictError, DockerUnavailableError
+from freshdb.errors import ContainerConflictError, DockerUnavailableError, ServerStartError
 
 from ..conftest import run_python
 
@@ -64,7 +64,7 @@ def test_sticky_server_is_reused_by_a_second_process(
     print(f"first start {first['seconds']:.2f} s, reuse {second['seconds']:.2f} s")
 
 
-def test_settings_change_replaces_the_container_and_stopped_one_restarts(
+def test_another_shape_gets_its_own_container_and_a_stopped_one_restarts(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:
     common = {"image": postgres_image, "mode": "sticky", "prefix": fresh_prefix, "pool_size": 1}
@@ -76,8 +76,16 @@ def test_settings_change_replaces_the_container_and_stopped_one_restarts(
         with server.database() as db, db.engine().connect() as conn:
             assert conn.exec_driver_sql("SHOW max_connections").scalar() == "120"
     assert first_id != second_id
-    with pytest.raises(docker.errors.NotFound):
-        docker_client.containers.get(first_id)
+    # The first shape's container is never replaced: another project may be using it.
+    assert docker_client.containers.get(first_id).status == "running"
+    with freshdb.DatabaseServer("postgres", max_connections=100, **common) as server:
+        assert server.running.container_id == first_id  # type: ignore[union-attr]
+        assert server.running.reused is True  # type: ignore[union-attr]
+    # Settings that do not shape the container share it.
+    with freshdb.DatabaseServer(
+        "postgres", max_connections=120, keep_templates=5, **{**common, "pool_size": 2}
+    ) as server:
+        assert server.running.container_id == second_id  # type: ignore[union-attr]
 
     docker_client.containers.get(second_id).stop(timeout=5)
     with freshdb.DatabaseServer("postgres", max_connections=120, **common) as server:
@@ -86,6 +94,40 @@ def test_settings_change_replaces_the_container_and_stopped_one_restarts(
         with server.database() as db, db.engine().connect() as conn:
             assert conn.exec_driver_sql("SELECT 1").scalar() == 1
     assert docker_client.containers.get(second_id).status == "running"
+
+
+def _server_process(container: Any) -> int:
+    """The host pid of the container's server, if this machine runs the engine."""
+    container.reload()
+    pid = int(container.attrs["State"]["Pid"])
+    try:
+        cgroup = Path(f"/proc/{pid}/cgroup").read_text()
+    except OSError:
+        cgroup = ""
+    if not pid or str(container.id) not in cgroup:
+        pytest.skip("the Docker engine runs elsewhere: its processes cannot be stopped from here")
+    return pid
+
+
+def test_a_running_server_that_does_not_answer_is_left_alone(
+    docker_client: Any, fresh_prefix: str, postgres_image: str
+) -> None:
+    settings = {"image": postgres_image, "mode": "sticky", "prefix": fresh_prefix, "pool_size": 1}
+    with freshdb.DatabaseServer("postgres", **settings) as server:
+        container = docker_client.containers.get(server.running.container_id)  # type: ignore[union-attr]
+    # The server stops answering (as a stuck or overloaded one would); its container runs.
+    pid = _server_process(container)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        with pytest.raises(ServerStartError, match=r"leaves it alone.*freshdb down"):
+            freshdb.DatabaseServer("postgres", startup_timeout=3, **settings).start()
+        container.reload()
+        assert container.status == "running"
+        assert docker_client.containers.get(container.name).id == container.id
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    with freshdb.DatabaseServer("postgres", **settings) as server:
+        assert server.running.container_id == container.id  # type: ignore[union-attr]
 
 
 def test_data_lives_on_tmpfs_with_fsync_off_on_loopback_only(

@@ -27,7 +27,7 @@ MAX_CONNECTIONS = 20
 @pytest.fixture(scope="module")
 def small_servers() -> dict[str, str]:
     """A prefix per engine for servers with max_connections=20 (a container shape of
-    their own: a sticky server of other settings would be replaced in place)."""
+    their own: it never shares a container with a session of other settings)."""
     return {}
 
 

@@ -65,6 +65,24 @@ def test_container_names() -> None:
     assert one != two and one.startswith("freshdb-postgres-tmp-")
 
 
+def test_a_sticky_name_carries_its_shape_hash() -> None:
+    shape_hash = naming.settings_hash({"engine": "postgres", "tmpfs_size": "1g"})
+    name = naming.sticky_container_name("freshdb", "postgres", shape_hash)
+    assert naming.sticky_shape_hash(name) == shape_hash
+    # Throwaway names, and names of other shapes, carry none.
+    assert naming.sticky_shape_hash(naming.throwaway_container_name("freshdb", "postgres")) is None
+    assert naming.sticky_shape_hash("freshdb-postgres-foreign") is None
+    assert naming.sticky_shape_hash("freshdb-postgres-" + shape_hash + "0") is None
+
+
+def test_usage_records_and_locks_have_distinct_salted_names() -> None:
+    name = "freshdb-postgres-0123456789"
+    record = naming.usage_record_name(name, "unix:///var/run/docker.sock")
+    assert record.endswith(".used")
+    assert record != naming.usage_record_name(name, "tcp://elsewhere:2375")
+    assert record[:-5] == naming.lock_name(name, "unix:///var/run/docker.sock")[:-5]
+
+
 @pytest.mark.parametrize("name", ["Robert'); DROP TABLE", "a b", "", "1abc", "a" * 64, 'x"y'])
 def test_unsafe_identifiers_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="unsafe"):

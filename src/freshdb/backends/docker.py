@@ -1,6 +1,26 @@
 """Servers in Docker containers: sticky (kept across sessions) or throwaway.
 
 Every Docker API call freshdb makes is in this module.
+
+A sticky container is shared by every session, project and process on the machine
+that asks for the same *shape*, and it is never replaced, stopped, restarted or
+removed while anyone uses it:
+
+- The shape is everything fixed when a container is created: engine, image name and
+  the image id it resolves to, server flags (``max_connections``), tmpfs size and
+  the published interface. Its hash is part of the container's name, so a start with
+  another shape gets a container of its own and leaves the others alone. Settings
+  that do not change the container (pool size, schema, ``keep_templates``...) share.
+- A start reuses a running container as it is, and restarts one that is stopped
+  (nothing can be using a stopped server). A running one that does not answer in
+  time is left alone, and the start fails saying what to do.
+- A container nobody will ask for again is *superseded*: its image name now
+  resolves to another image (a pull or a rebuild), or an older freshdb named it. One
+  whose shape no start on this machine asked for in :data:`STICKY_UNUSED_AFTER` is
+  *unused*. Both are retired, only when idle (no other client connection, hence no
+  owner lease): superseded ones by a later start (best effort, never blocking it),
+  both by ``freshdb prune``. ``freshdb down`` waits a little for a busy container's
+  sessions to end, then refuses unless forced.
 """
 
 from __future__ import annotations
@@ -44,7 +64,8 @@ from freshdb._version import __version__
 from freshdb.backends.base import RunningServer, ServerBackend
 from freshdb.backends.docker_discovery import LOOPBACK, Reachability, locate_docker, reachability
 from freshdb.config import Settings
-from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress
+from freshdb.dialects import dialect_for
+from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
 from freshdb.errors import (
     ContainerConflictError,
     DockerUnavailableError,
@@ -56,6 +77,15 @@ from freshdb.errors import (
 )
 
 log = logging.getLogger("freshdb")
+
+#: A sticky container whose shape no start on this machine asked for in this long is
+#: no longer wanted: ``freshdb prune`` retires it once idle (``--max-age`` overrides).
+STICKY_UNUSED_AFTER = dt.timedelta(days=7)
+#: A sticky container started this recently is never retired: the session that
+#: started it may not have connected and taken its owner lease yet.
+STICKY_START_GRACE = dt.timedelta(minutes=5)
+#: How long ``freshdb down`` waits for a busy server's sessions to end by default.
+DOWN_WAIT_SECONDS = 10.0
 
 
 def state_directory() -> Path:
@@ -130,7 +160,7 @@ class DockerBackend(ServerBackend):
     def start(self) -> RunningServer:
         started = time.perf_counter()
         client = self.client()
-        reach = reachability(self._docker_url, engine_hostname=self.engine_hostname())
+        reach = self.reachability()
         if reach.bind != LOOPBACK:
             log.warning(
                 "publishing the database port on all interfaces: %s (set FRESHDB_HOST to "
@@ -184,6 +214,13 @@ class DockerBackend(ServerBackend):
             return False
         return bool(self._container.status == "running")
 
+    def reachability(self) -> Reachability:
+        """Where published ports are reached from here, and the interface to bind."""
+        if self._reach is None:
+            self.client()
+            self._reach = reachability(self._docker_url, engine_hostname=self.engine_hostname())
+        return self._reach
+
     def engine_hostname(self) -> str | None:
         """The host name the Docker engine reports for itself."""
         try:
@@ -231,34 +268,44 @@ class DockerBackend(ServerBackend):
             ) from exc
 
     # -- containers -------------------------------------------------------------
-    def _shape(self, image: Image, spec: ContainerSpec, reach: Reachability) -> dict[str, Any]:
+    def _shape(
+        self, image_id: str | None, spec: ContainerSpec, reach: Reachability
+    ) -> dict[str, Any]:
         return {
             "engine": self.settings.engine,
             "image": self.image_name,
-            "image_id": image.id,
+            "image_id": image_id,
             "command": list(spec.command),
             "tmpfs_size": self.settings.tmpfs_size,
             "bind": reach.bind,
-            "format": 2,
+            "format": 3,
         }
 
-    def sticky_name(self) -> str:
-        """The sticky container's name: the same for the same engine, image and prefix.
+    def _shape_hash(self, image_id: str | None) -> str:
+        spec = self.dialect.container_spec(self.settings, self.image_name, "")
+        return naming.settings_hash(self._shape(image_id, spec, self.reachability()))
 
-        Tuning is not part of the name but of the settings-hash label, so a settings
-        change replaces the container in place instead of leaving the old one behind.
+    def sticky_name(self, image: Image | None = None) -> str:
+        """The sticky container's name for these settings: prefix, engine, shape hash.
+
+        The same for every start asking for the same shape (see the module's
+        docstring); another ``tmpfs_size``, ``max_connections`` or image id gives
+        another name, so it never replaces a container others are using.
         """
-        return naming.sticky_container_name(
-            self.settings.prefix,
-            self.settings.engine,
-            naming.settings_hash({"engine": self.settings.engine, "image": self.image_name}),
-        )
+        if image is None:
+            try:
+                image = self.client().images.get(self.image_name)
+            except docker.errors.ImageNotFound:
+                image = None  # no container can run it yet: the name is still defined
+        shape_hash = self._shape_hash(image.id if image is not None else None)
+        return naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
 
     def _labels(self, shape_hash: str) -> dict[str, str]:
         return {
             naming.LABEL_MANAGED: "true",
             naming.LABEL_ENGINE: self.settings.engine,
             naming.LABEL_SETTINGS_HASH: shape_hash,
+            naming.LABEL_IMAGE: self.image_name,
             naming.LABEL_MODE: self.settings.mode,
             naming.LABEL_VERSION: __version__,
             naming.LABEL_PREFIX_NAME: self.settings.prefix,
@@ -278,21 +325,58 @@ class DockerBackend(ServerBackend):
                 "or set FRESHDB_PREFIX to use other names"
             )
 
+    def _lock_path(self, name: str) -> Path:
+        self.client()  # the engine's URL salts the name
+        path = state_directory() / "locks" / naming.lock_name(name, self._docker_url)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def usage_record(self, name: str) -> Path:
+        """The file whose modification time says when a start last asked for ``name``."""
+        self.client()  # the engine's URL salts the name
+        return state_directory() / "used" / naming.usage_record_name(name, self._docker_url)
+
+    def _record_start(self, name: str) -> None:
+        path = self.usage_record(name)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+        except OSError as exc:  # only retirement reads it; a start must not fail on it
+            log.debug("cannot record the start of %s in %s: %s", name, path, exc)
+
+    def last_started(self, container: Container) -> dt.datetime | None:
+        """When a start on this machine last asked for this container (else when it
+        was started or created, as Docker and its labels say)."""
+        try:
+            return dt.datetime.fromtimestamp(
+                self.usage_record(str(container.name)).stat().st_mtime, dt.UTC
+            )
+        except OSError:
+            pass
+        state = (container.attrs or {}).get("State") or {}
+        started = _timestamp(str(state.get("StartedAt") or "")) if isinstance(state, dict) else None
+        if started is not None and started.year > 1:
+            return started
+        return _timestamp((container.labels or {}).get(naming.LABEL_CREATED, ""))
+
     def _start_sticky(
         self, client: docker.DockerClient, image: Image, spec: ContainerSpec, reach: Reachability
     ) -> tuple[Container, ServerAddress, bool]:
-        shape_hash = naming.settings_hash(self._shape(image, spec, reach))
-        name = self.sticky_name()
-        lock_path = state_directory() / "locks" / naming.lock_name(name, self._docker_url)
-        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
+        name = naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
+        lock_path = self._lock_path(name)
         try:
             with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
-                return self._find_or_create_sticky(client, name, shape_hash, image, spec, reach)
+                # Recorded under the lock: a retirer holding it sees this start.
+                self._record_start(name)
+                found = self._find_or_create_sticky(client, name, shape_hash, image, spec, reach)
         except filelock.Timeout as exc:
             raise ServerStartError(
                 f"waited too long for another freshdb process to start {name} "
                 f"(lock {lock_path}) — is one stuck? `freshdb status` shows the server"
             ) from exc
+        self._retire_superseded(client, image, keep=name)
+        return found
 
     def _find_or_create_sticky(
         self,
@@ -304,51 +388,186 @@ class DockerBackend(ServerBackend):
         reach: Reachability,
     ) -> tuple[Container, ServerAddress, bool]:
         container = self._find(client, name)
-        for attempt in range(2):
-            reused = False
-            if container is not None:
-                self._check_ours(container)
-                if (container.labels or {}).get(naming.LABEL_SETTINGS_HASH) != shape_hash:
-                    log.info("replacing %s: its settings changed", name)
-                    remove_container(container)
-                    container = None
-                elif container.status == "running":
-                    reused = True
-                elif container.status == "paused":
-                    container.unpause()
-                    reused = True
-                elif container.status in ("exited", "created"):
-                    log.info("starting stopped container %s (its tmpfs starts empty)", name)
-                    container.start()
-                else:
-                    log.info("replacing %s: it is %s", name, container.status)
-                    remove_container(container)
-                    container = None
-            if container is None:
-                password = secrets.token_urlsafe(18)
-                container = self._create(client, name, shape_hash, spec, image, password, reach)
-                # If Docker said the name was taken, another host or user made it meanwhile.
-                self._check_ours(container)
-            try:
-                return container, self._wait_ready(container, spec, reach), reused
-            except ServerStartError:
-                if attempt == 0 and reused:
-                    log.warning("sticky server %s does not answer; replacing it", name)
-                    remove_container(container)
-                    container = None
-                    continue
-                # Started here and never ready: the error carries its last log lines;
-                # left behind, it would only fail the next session the same way.
+        if container is not None:
+            self._check_ours(container)
+            if container.status in ("dead", "removing"):
+                # No server process runs in it, so no session can be using it.
+                log.info("removing %s: it is %s", name, container.status)
                 remove_container(container)
-                raise
-        raise AssertionError("unreachable")
+                container = None
+        reused = False
+        if container is None:
+            password = secrets.token_urlsafe(18)
+            container = self._create(client, name, shape_hash, spec, image, password, reach)
+            # If Docker said the name was taken, another host or user made it meanwhile.
+            self._check_ours(container)
+        elif container.status in ("running", "restarting"):
+            reused = True
+        elif container.status == "paused":
+            container.unpause()
+            reused = True
+        else:  # "exited" or "created": its server is not running, so nobody uses it
+            log.info("starting stopped container %s (its tmpfs starts empty)", name)
+            container.start()
+        try:
+            return container, self._wait_ready(container, spec, reach), reused
+        except ServerStartError as exc:
+            if reused:
+                # Others' sessions may be using it (slowly): never remove it from here.
+                raise ServerStartError(
+                    f"the sticky server {name} runs but did not answer within "
+                    f"{self.settings.startup_timeout:.0f} s; freshdb leaves it alone because "
+                    "other sessions may be using it — `freshdb status` shows who uses it; "
+                    "`freshdb down` removes it once they are done (`--force` removes it "
+                    "anyway, cutting their connections); raise FRESHDB_STARTUP_TIMEOUT if the "
+                    f"machine is slow. {_first_line(exc)}"
+                ) from exc
+            # Started here (new, or stopped before) and never ready: no session got in.
+            # Left behind, it would only fail the next session the same way.
+            remove_container(container)
+            raise
+
+    # -- retiring sticky containers ----------------------------------------------
+    def retirement_reason(
+        self, container: Container, unused_after: dt.timedelta | None = STICKY_UNUSED_AFTER
+    ) -> str | None:
+        """Why a sticky container is no longer wanted (``None``: it may be).
+
+        Superseded: no start will ask for it again (its image name now names another
+        image, or an older freshdb named it). Unused: no start on this machine asked
+        for it in ``unused_after`` (``None``: do not judge by age).
+        """
+        labels = container.labels or {}
+        if labels.get(naming.LABEL_MODE) != "sticky" or labels.get(naming.LABEL_MANAGED) != "true":
+            return None
+        name = str(container.name)
+        if naming.sticky_shape_hash(name) != labels.get(naming.LABEL_SETTINGS_HASH):
+            return "superseded: named by an older freshdb"
+        attrs = container.attrs or {}
+        image_name = labels.get(naming.LABEL_IMAGE) or str(
+            (attrs.get("Config") or {}).get("Image") or ""
+        )
+        running_id = attrs.get("Image") or attrs.get("ImageID")
+        try:
+            current_id = self.client().images.get(image_name).id if image_name else None
+        except docker.errors.ImageNotFound:
+            current_id = None
+        if current_id != running_id:
+            now_names = "names another image" if current_id else "is no longer present"
+            return f"superseded: {image_name or 'its image'} {now_names}"
+        if unused_after is not None:
+            last = self.last_started(container)
+            if last is not None and dt.datetime.now(dt.UTC) - last > unused_after:
+                return f"unused: no start asked for it in {_age(dt.datetime.now(dt.UTC) - last)}"
+        return None
+
+    def server_use(self, container: Container) -> ServerUse | None:
+        """Who uses the server in a running container (``None``: it does not answer,
+        so nobody can tell)."""
+        engine = (container.labels or {}).get(naming.LABEL_ENGINE) or self.settings.engine
+        try:
+            dialect = dialect_for(engine)
+            address = self.address_of(container, dialect)
+            conn = dialect.connect(address, timeout=5.0)
+            try:
+                return dialect.server_use(conn)
+            finally:
+                conn.close()
+        except Exception as exc:  # not answering: the caller must assume it is busy
+            log.debug("cannot ask %s who uses it: %s", container.name, _first_line(exc))
+            return None
+
+    def retire(
+        self,
+        container: Container,
+        *,
+        force: bool = False,
+        wait: float = 0.0,
+        grace: dt.timedelta | None = None,
+        dry_run: bool = False,
+    ) -> Retirement:
+        """Remove a sticky container if nobody uses it (or ``force``).
+
+        Waits up to ``wait`` seconds for its users to leave; never removes one started
+        within ``grace``. Done under the lock starts take, so a start of the same
+        container on this machine is either seen (and the container kept) or waits.
+        """
+        name = str(container.name)
+        lock = filelock.FileLock(str(self._lock_path(name)), timeout=max(wait, 0.0))
+        try:
+            lock.acquire()
+        except filelock.Timeout:
+            return Retirement(name, False, None, "another freshdb process is starting it")
+        try:
+            try:
+                container.reload()
+            except docker.errors.NotFound:
+                return Retirement(name, False, None, "it is gone already")
+            if grace is not None and not force:
+                last = self.last_started(container)
+                if last is not None and dt.datetime.now(dt.UTC) - last < grace:
+                    return Retirement(name, False, None, "a start asked for it moments ago")
+            deadline = time.monotonic() + wait
+            use: ServerUse | None = None
+            while not force and container.status in ("running", "paused", "restarting"):
+                use = self.server_use(container) if container.status == "running" else None
+                if use is not None and use.idle:
+                    break
+                if time.monotonic() >= deadline:
+                    why = (
+                        f"in use ({use.describe()})"
+                        if use is not None
+                        else f"it is {container.status} and does not answer, so who uses it "
+                        "cannot be told"
+                    )
+                    return Retirement(name, False, use, why)
+                time.sleep(0.2)
+                container.reload()
+            if not dry_run:
+                log.debug("removing sticky server %s", name)
+                remove_container(container)
+            return Retirement(name, True, use, "idle" if not force else "forced")
+        finally:
+            lock.release()
+
+    def _retire_superseded(self, client: docker.DockerClient, image: Image, keep: str) -> None:
+        """Best effort, at start: remove idle containers this one supersedes."""
+        try:
+            candidates = [
+                c
+                for c in client.containers.list(
+                    all=True,
+                    sparse=True,
+                    filters={
+                        "label": [
+                            f"{naming.LABEL_MANAGED}=true",
+                            f"{naming.LABEL_PREFIX_NAME}={self.settings.prefix}",
+                            f"{naming.LABEL_ENGINE}={self.settings.engine}",
+                            f"{naming.LABEL_MODE}=sticky",
+                        ]
+                    },
+                )
+                if _sparse_name(c) != keep and _may_be_superseded(c, self.image_name, image.id)
+            ]
+            for candidate in candidates:
+                container = client.containers.get(str(candidate.id))
+                reason = self.retirement_reason(container, unused_after=None)
+                if reason is None:
+                    continue
+                outcome = self.retire(container, grace=STICKY_START_GRACE)
+                if outcome.removed:
+                    log.info("retired sticky server %s (%s, idle)", outcome.name, reason)
+                else:
+                    log.debug("kept sticky server %s (%s): %s", outcome.name, reason, outcome.why)
+        except Exception as exc:  # housekeeping must never fail a start
+            log.debug("could not look for superseded sticky servers: %s", _first_line(exc))
 
     def _start_throwaway(
         self, client: docker.DockerClient, image: Image, spec: ContainerSpec, reach: Reachability
     ) -> tuple[Container, ServerAddress]:
         name = naming.throwaway_container_name(self.settings.prefix, self.settings.engine)
         password = secrets.token_urlsafe(18)
-        shape_hash = naming.settings_hash(self._shape(image, spec, reach))
+        shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
         container = self._create(client, name, shape_hash, spec, image, password, reach)
         _THROWAWAYS.remember(container)
         try:
@@ -494,11 +713,47 @@ class DockerBackend(ServerBackend):
                 f"container {container.name} publishes no port for its server (it is "
                 f"{container.status}) — `freshdb up` starts the sticky server again"
             )
-        if self._reach is None:
-            self.client()
-            self._reach = reachability(self._docker_url, engine_hostname=self.engine_hostname())
         password = _password_of(container, spec)
-        return ServerAddress(self._reach.host, port, spec.admin_user, password, spec.admin_database)
+        host = self.reachability().host
+        return ServerAddress(host, port, spec.admin_user, password, spec.admin_database)
+
+
+@dataclasses.dataclass(frozen=True)
+class Retirement:
+    """What became of a sticky container freshdb tried to retire."""
+
+    name: str
+    removed: bool
+    #: Who used it when last asked (``None``: not asked, or it did not answer).
+    use: ServerUse | None
+    #: Why it was (or was not) removed.
+    why: str
+
+
+def _sparse_name(container: Container) -> str:
+    names = (container.attrs or {}).get("Names") or []
+    return str(names[0]).lstrip("/") if names else str(container.name or "")
+
+
+def _may_be_superseded(container: Container, image_name: str, image_id: str | None) -> bool:
+    """From a cheap listing: could this container be superseded by one of ``image_id``?"""
+    attrs = container.attrs or {}
+    labels = attrs.get("Labels") or {}
+    if labels.get(naming.LABEL_IMAGE) not in (None, image_name):
+        return False  # another image name altogether: not this start's business
+    name = _sparse_name(container)
+    return (
+        naming.sticky_shape_hash(name) != labels.get(naming.LABEL_SETTINGS_HASH)
+        or attrs.get("ImageID") != image_id
+    )
+
+
+def _age(delta: dt.timedelta) -> str:
+    days = delta.days
+    if days >= 1:
+        return f"{days} day{'' if days == 1 else 's'}"
+    hours = int(delta.total_seconds() // 3600)
+    return f"{hours} h" if hours else f"{int(delta.total_seconds() // 60)} min"
 
 
 def list_managed_containers(client: docker.DockerClient, prefix: str | None) -> list[Container]:
@@ -788,8 +1043,12 @@ _THROWAWAYS = _ThrowawayRegistry()
 
 
 __all__ = [
+    "DOWN_WAIT_SECONDS",
+    "STICKY_START_GRACE",
+    "STICKY_UNUSED_AFTER",
     "ContainerFacts",
     "DockerBackend",
+    "Retirement",
     "connect_docker",
     "container_facts",
     "exec_interactive",

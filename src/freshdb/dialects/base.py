@@ -72,6 +72,33 @@ class CopyRecipe:
     payload: Any = None
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerUse:
+    """Who uses a server, apart from the connection that asked.
+
+    What decides whether a sticky container may be removed: only an idle one is.
+    """
+
+    #: freshdb sessions holding their owner lease; ``None`` where the engine cannot
+    #: list held locks (MySQL/MariaDB without performance_schema).
+    sessions: int | None
+    #: Client connections other than the asking one: freshdb's, a test's, a user's psql.
+    connections: int
+
+    @property
+    def idle(self) -> bool:
+        """No session and no other connection: removing the server disturbs nobody."""
+        return self.connections == 0 and not self.sessions
+
+    def describe(self) -> str:
+        """E.g. ``"2 freshdb sessions, 7 connections"``."""
+        parts = []
+        if self.sessions is not None:
+            parts.append(f"{self.sessions} freshdb session{'' if self.sessions == 1 else 's'}")
+        parts.append(f"{self.connections} connection{'' if self.connections == 1 else 's'}")
+        return ", ".join(parts)
+
+
 class Dialect(abc.ABC):
     """The SQL and server settings of one engine family."""
 
@@ -206,6 +233,10 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def live_owners(self, conn: DBAPIConnection, owners: Sequence[str]) -> set[str]:
         """Which of ``owners`` still hold their lease (their process is alive)."""
+
+    @abc.abstractmethod
+    def server_use(self, conn: DBAPIConnection) -> ServerUse:
+        """Who else uses the server: owner leases held, other client connections."""
 
     @abc.abstractmethod
     def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:

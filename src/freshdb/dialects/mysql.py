@@ -31,7 +31,14 @@ from sqlalchemy.engine import URL
 
 from freshdb import naming
 from freshdb.config import Settings
-from freshdb.dialects.base import ContainerSpec, CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.dialects.base import (
+    ContainerSpec,
+    CopyRecipe,
+    DBAPIConnection,
+    Dialect,
+    ServerAddress,
+    ServerUse,
+)
 from freshdb.errors import (
     ConfigurationError,
     FreshDBError,
@@ -396,6 +403,18 @@ class MySQLDialect(Dialect):
             )
             alive.update(owner for owner, holder in zip(chunk, held, strict=True) if holder)
         return alive
+
+    def server_use(self, conn: DBAPIConnection) -> ServerUse:
+        # Held named locks cannot be listed without performance_schema (off here, and
+        # absent in MariaDB), so every other client connection counts: a session's
+        # lease is one. The server's own threads are not clients.
+        connections = self.scalar(
+            conn,
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE ID <> CONNECTION_ID() "
+            "AND COMMAND NOT IN ('Daemon', 'Binlog Dump', 'Binlog Dump GTID') "
+            "AND USER NOT IN ('system user', 'event_scheduler')",
+        )
+        return ServerUse(sessions=None, connections=int(connections or 0))
 
     def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
         # GET_LOCK is re-entrant per session: every take needs its own release.

@@ -14,7 +14,14 @@ from psycopg import sql
 from sqlalchemy.engine import URL
 
 from freshdb.config import Settings
-from freshdb.dialects.base import ContainerSpec, CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.dialects.base import (
+    ContainerSpec,
+    CopyRecipe,
+    DBAPIConnection,
+    Dialect,
+    ServerAddress,
+    ServerUse,
+)
 from freshdb.errors import (
     ConfigurationError,
     FreshDBError,
@@ -237,6 +244,17 @@ class PostgresDialect(Dialect):
         )
         held_keys = {int(row[0]) for row in held}
         return {owner for owner in owners if owner_lock_key(owner) in held_keys}
+
+    def server_use(self, conn: DBAPIConnection) -> ServerUse:
+        row = self.rows(
+            conn,
+            "SELECT (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND classid = %s::oid AND objsubid = 2), "
+            "(SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend' "
+            "AND pid <> pg_backend_pid())",
+            (LOCK_NAMESPACE_OWNER,),
+        )[0]
+        return ServerUse(sessions=int(row[0]), connections=int(row[1]))
 
     def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
         key = fingerprint_lock_key(fingerprint)
