@@ -50,6 +50,8 @@ with server:
 """
 
 
+@pytest.mark.server
+@pytest.mark.compat
 def test_sticky_server_is_reused_by_a_second_process(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:
@@ -64,6 +66,7 @@ def test_sticky_server_is_reused_by_a_second_process(
     print(f"first start {first['seconds']:.2f} s, reuse {second['seconds']:.2f} s")
 
 
+@pytest.mark.server
 def test_settings_change_replaces_the_container_and_stopped_one_restarts(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:
@@ -88,6 +91,8 @@ def test_settings_change_replaces_the_container_and_stopped_one_restarts(
     assert docker_client.containers.get(second_id).status == "running"
 
 
+@pytest.mark.server
+@pytest.mark.compat
 def test_data_lives_on_tmpfs_with_fsync_off_on_loopback_only(
     docker_client: Any, run_prefix: str, postgres_image: str
 ) -> None:
@@ -249,6 +254,7 @@ with freshdb.DatabaseServer("postgres", image={image!r}, mode="sticky", prefix={
 """
 
 
+@pytest.mark.server
 def test_four_processes_starting_the_same_sticky_server_make_one_container(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:

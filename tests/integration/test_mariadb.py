@@ -163,6 +163,7 @@ def objects(conn: sa.Connection, database: str) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.compat
 def test_a_copy_is_the_template_twin(server: freshdb.DatabaseServer) -> None:
     template = server.template
     assert template is not None
@@ -207,6 +208,7 @@ def test_a_copy_is_the_template_twin(server: freshdb.DatabaseServer) -> None:
         conn.exec_driver_sql("USE information_schema")
 
 
+@pytest.mark.compat
 def test_a_copy_behaves_like_the_template(server: freshdb.DatabaseServer) -> None:
     template = server.template
     with server.database() as db, db.engine().connect() as conn:
@@ -374,6 +376,7 @@ with server:
 """
 
 
+@pytest.mark.compat
 def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
     run_prefix: str, mysql_family: ServerUnderTest, tmp_path: Path, server: freshdb.DatabaseServer
 ) -> None:
@@ -564,6 +567,7 @@ def databases_of(server: freshdb.DatabaseServer, owner: str) -> list[str]:
     ]
 
 
+@pytest.mark.compat
 def test_copies_of_a_killed_process_are_reaped_and_a_live_sessions_are_not(
     run_prefix: str,
     mysql_family: ServerUnderTest,
