@@ -10,10 +10,20 @@ BENCH_VENV := .bench-venv
 # the official images.
 LOCAL_POSTGRES_IMAGE := freshdb-local/postgres:17
 LOCAL_MARIADB_IMAGE := freshdb-local/mariadb:10.11
+LOCAL_MYSQL_IMAGE := freshdb-local/mysql:9
+# Every server freshdb is tested on; each runs its local stand-in when present.
+MATRIX := postgres:15 postgres:17 postgres:18 mariadb:10.11 mariadb:11.8 mysql:9
+local_or_official = $(shell docker image inspect freshdb-local/$(1) >/dev/null 2>&1 && echo freshdb-local/$(1) || echo $(1))
+MATRIX_IMAGES = $(foreach server,$(MATRIX),$(call local_or_official,$(server)))
+# The defaults `make test` runs the whole suite on; the rest of the matrix gets the
+# compatibility subset.
+DEFAULT_IMAGES = $(call local_or_official,postgres:17) $(call local_or_official,mariadb:10.11)
 IMAGE_ENV = $(shell docker image inspect $(LOCAL_POSTGRES_IMAGE) >/dev/null 2>&1 && echo FRESHDB_POSTGRES_IMAGE=$(LOCAL_POSTGRES_IMAGE)) \
-            $(shell docker image inspect $(LOCAL_MARIADB_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MARIADB_IMAGE=$(LOCAL_MARIADB_IMAGE))
+            $(shell docker image inspect $(LOCAL_MARIADB_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MARIADB_IMAGE=$(LOCAL_MARIADB_IMAGE)) \
+            $(shell docker image inspect $(LOCAL_MYSQL_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MYSQL_IMAGE=$(LOCAL_MYSQL_IMAGE)) \
+            FRESHDB_MATRIX_IMAGES="$(MATRIX_IMAGES)"
 
-.PHONY: setup venv engine images test test-unit demo lint format bench clean
+.PHONY: setup venv engine images test test-matrix test-unit demo lint format bench clean
 
 setup: venv engine images
 
@@ -30,13 +40,21 @@ engine:
 
 images: engine
 	@if command -v debootstrap >/dev/null 2>&1 || [ -f /etc/debian_version ]; then \
-	  bash docker/build-images.sh; \
+	  bash docker/build-images.sh all; \
 	else \
 	  echo "freshdb setup: not building local images here; the official images will be pulled"; \
 	fi
 
+# The whole suite on the defaults, then the compatibility subset on every other server.
 test: setup
 	env $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker compat \
+	  $(filter-out $(DEFAULT_IMAGES),$(MATRIX_IMAGES)) $(PYTEST_ARGS)
+
+# Every server-behaviour test on every server of the matrix, with a summary per server.
+test-matrix: setup
+	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker server --copies 9 \
+	  $(MATRIX_IMAGES) $(PYTEST_ARGS)
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
