@@ -93,27 +93,31 @@ def measure(image: str, *, copies: int, acquires: int) -> ServerFigures:
 
 
 def run(context: BenchContext) -> list[Figure]:
-    """A copy and an acquire on every server of the matrix: two lines per server,
-    one in each group."""
-    measured = [
-        measure(image, copies=context.count(20, 5), acquires=context.count(100, 10))
-        for image in matrix_images()
-    ]
+    """A copy and an acquire on every server of the matrix: one line per server in
+    each of two groups. A server that cannot run gets its lines, with the reason."""
     copy_figures = []
     acquire_figures = []
-    for figures in measured:
-        key = re.sub(r"[^a-z0-9]+", "_", figures.image.rsplit("/", 1)[-1].lower())
-        label = f"{figures.version} ({figures.image})"
+    for image in matrix_images():
+        key = re.sub(r"[^a-z0-9]+", "_", image.rsplit("/", 1)[-1].lower())
+        try:
+            figures = measure(image, copies=context.count(20, 5), acquires=context.count(100, 10))
+        except Exception as exc:
+            # One server that cannot start must not cost the others' lines.
+            note = (str(exc).splitlines() or [repr(exc)])[0][:300]
+            copy_figures.append(
+                Figure(f"servers.{key}.copy", GROUP_COPY, image, "ms", None, note=note)
+            )
+            acquire_figures.append(
+                Figure(f"servers.{key}.acquire", GROUP_ACQUIRE, image, "ms", None, note=note)
+            )
+            continue
+        label = f"{figures.version} ({image})"
         copy_figures.append(
             Figure(f"servers.{key}.copy", GROUP_COPY, label, "ms", milliseconds(figures.copies))
         )
         acquire_figures.append(
             Figure(
-                f"servers.{key}.acquire",
-                GROUP_ACQUIRE,
-                label,
-                "ms",
-                milliseconds(figures.acquires),
+                f"servers.{key}.acquire", GROUP_ACQUIRE, label, "ms", milliseconds(figures.acquires)
             )
         )
     return [*copy_figures, *acquire_figures]
