@@ -49,12 +49,12 @@ images: engine
 test: setup
 	env $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker compat \
-	  $(filter-out $(DEFAULT_IMAGES),$(MATRIX_IMAGES)) $(PYTEST_ARGS)
+	  --images "$(filter-out $(DEFAULT_IMAGES),$(MATRIX_IMAGES))" $(MATRIX_ARGS)
 
 # Every server-behaviour test on every server of the matrix, with a summary per server.
 test-matrix: setup
 	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker server --copies 9 \
-	  $(MATRIX_IMAGES) $(PYTEST_ARGS)
+	  --images "$(MATRIX_IMAGES)" $(MATRIX_ARGS)
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

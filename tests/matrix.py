@@ -1,6 +1,7 @@
 """Run the server-behaviour tests against each server of the matrix, then summarise.
 
-    python -m tests.matrix [--marker server|compat] [--copies N] IMAGE... [PYTEST OPTIONS]
+    python -m tests.matrix --images "IMAGE ..." [--marker server|compat] [--copies N]
+                           [PYTEST ARGUMENTS]
 
 For each image (``freshdb-local/postgres:15``, ``mysql:9``, …) this runs pytest
 once, with the image as the one its engine uses (``FRESHDB_<ENGINE>_IMAGE``; for
@@ -14,6 +15,7 @@ skipped; median copy time) and exits non-zero if any run failed.
 
 ``make test-matrix`` runs it on every server with ``--marker server --copies 9``;
 ``make test`` runs it with ``--marker compat`` on every server besides the defaults.
+Both pass ``MATRIX_ARGS`` on to pytest (``make test-matrix MATRIX_ARGS=-x``).
 """
 
 from __future__ import annotations
@@ -146,21 +148,23 @@ def summary(runs: list[ServerRun], marker: str, copies: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Run every server; print the summary; 1 if any server's run failed."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("images", nargs="+", help="images of the servers to run")
+    parser.add_argument(
+        "--images", required=True, help="images of the servers to run, space-separated"
+    )
     parser.add_argument("--marker", default="server", help="the tests to run (a marker)")
     parser.add_argument(
         "--copies", type=int, default=0, help="time this many copies per server (0: none)"
     )
     arguments, pytest_args = parser.parse_known_args(argv)
-    for image in arguments.images:
+    images = arguments.images.split()
+    if not images:
+        parser.error("--images names no image")
+    for image in images:
         try:
             engine_of(image)  # a typo fails here, before anything runs
         except ValueError as exc:
             parser.error(str(exc))
-    runs = [
-        run_server(image, arguments.marker, arguments.copies, pytest_args)
-        for image in arguments.images
-    ]
+    runs = [run_server(image, arguments.marker, arguments.copies, pytest_args) for image in images]
     print("\n" + summary(runs, arguments.marker, arguments.copies), flush=True)
     return 0 if all(outcome.ok for outcome in runs) else 1
 
