@@ -22,6 +22,9 @@ Markers (registered in pyproject.toml):
 - ``postgres`` / ``mysql_family``: which engine family the test exercises. Added at
   collection from the test's ``engine`` parameter or the image fixtures it uses,
   so ``-m "server and postgres"`` selects the tests a Postgres image changes.
+
+``tests/matrix.py`` (``make test-matrix``, and the second half of ``make test``)
+runs pytest once per server of the matrix with these variables and markers.
 """
 
 from __future__ import annotations
