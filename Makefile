@@ -5,15 +5,21 @@ VENV := .venv
 BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
 
-# Local stand-ins for the official images, built from Debian packages where no
-# registry is reachable (see docker/). Used when present; otherwise freshdb pulls
-# the official images.
-LOCAL_POSTGRES_IMAGE := freshdb-local/postgres:17
-LOCAL_MARIADB_IMAGE := freshdb-local/mariadb:10.11
-IMAGE_ENV = $(shell docker image inspect $(LOCAL_POSTGRES_IMAGE) >/dev/null 2>&1 && echo FRESHDB_POSTGRES_IMAGE=$(LOCAL_POSTGRES_IMAGE)) \
-            $(shell docker image inspect $(LOCAL_MARIADB_IMAGE) >/dev/null 2>&1 && echo FRESHDB_MARIADB_IMAGE=$(LOCAL_MARIADB_IMAGE))
+# Every server freshdb is tested on. Each runs its local stand-in for the official
+# image (built from Debian packages where no registry is reachable, see docker/)
+# when present; otherwise freshdb pulls the official image.
+MATRIX := postgres:15 postgres:17 postgres:18 mariadb:10.11 mariadb:11.8 mysql:9
+local_or_official = $(shell docker image inspect freshdb-local/$(1) >/dev/null 2>&1 && echo freshdb-local/$(1) || echo $(1))
+MATRIX_IMAGES = $(foreach server,$(MATRIX),$(call local_or_official,$(server)))
+# The defaults: `make test` runs the whole suite on them, and the compatibility
+# subset on the rest of the matrix.
+POSTGRES_IMAGE = $(call local_or_official,postgres:17)
+MARIADB_IMAGE = $(call local_or_official,mariadb:10.11)
+MYSQL_IMAGE = $(call local_or_official,mysql:9)
+IMAGE_ENV = FRESHDB_POSTGRES_IMAGE=$(POSTGRES_IMAGE) FRESHDB_MARIADB_IMAGE=$(MARIADB_IMAGE) \
+            FRESHDB_MYSQL_IMAGE=$(MYSQL_IMAGE) FRESHDB_MATRIX_IMAGES="$(MATRIX_IMAGES)"
 
-.PHONY: setup venv engine images test test-unit demo lint format bench clean
+.PHONY: setup venv engine images test test-matrix test-unit demo lint format bench clean
 
 setup: venv engine images
 
@@ -30,13 +36,21 @@ engine:
 
 images: engine
 	@if command -v debootstrap >/dev/null 2>&1 || [ -f /etc/debian_version ]; then \
-	  bash docker/build-images.sh; \
+	  bash docker/build-images.sh all; \
 	else \
 	  echo "freshdb setup: not building local images here; the official images will be pulled"; \
 	fi
 
+# The whole suite on the defaults, then the compatibility subset on every other server.
 test: setup
 	env $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
+	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker compat \
+	  --images "$(filter-out $(POSTGRES_IMAGE) $(MARIADB_IMAGE),$(MATRIX_IMAGES))" $(MATRIX_ARGS)
+
+# Every server-behaviour test on every server of the matrix, with a summary per server.
+test-matrix: setup
+	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker server --copies 9 \
+	  --images "$(MATRIX_IMAGES)" $(MATRIX_ARGS)
 
 test-unit: venv
 	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)

@@ -24,7 +24,7 @@ if __package__ in (None, ""):
     # Run as a script (`python benchmarks/run.py`): make `benchmarks` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import acquire, memory, per_test, savepoint, startup, suites
+from benchmarks import acquire, memory, per_test, savepoint, servers, startup, suites
 from benchmarks.context import BENCH_DIRECTORY, BenchContext, open_context
 from benchmarks.report import Figure, Report
 
@@ -35,6 +35,7 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "memory": memory.run,
     "suites": suites.run,
     "startup": startup.run,
+    "servers": servers.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")
@@ -111,6 +112,7 @@ def main(argv: list[str] | None = None) -> int:
         report.meta["images"] = {
             "postgres": context.postgres_image,
             "mariadb": context.mariadb_image,
+            "matrix": servers.matrix_images(),
         }
         for name in arguments.groups:
             group_started = time.monotonic()

@@ -1,12 +1,35 @@
-"""Shared test setup.
+"""Shared test setup: which servers the suite runs, and this run's own prefix.
 
 Every server this test run makes carries a prefix of its own (``t`` + random hex),
 so the suite never touches a developer's sticky server or another run of itself,
 and at the end it removes only containers bearing that prefix.
+
+Which servers, chosen by environment variables (the Makefile sets them):
+
+- ``FRESHDB_POSTGRES_IMAGE``, ``FRESHDB_MARIADB_IMAGE``, ``FRESHDB_MYSQL_IMAGE``: the
+  image of each engine (fixtures ``postgres_image``, ``mariadb_image``,
+  ``mysql_image``; unset, the engine's default image).
+- ``FRESHDB_TEST_MYSQL_FAMILY`` (``mariadb``, the default, or ``mysql``): the engine
+  that tests about MySQL-family server behaviour run on (fixture ``mysql_family``,
+  and the second entry of :data:`ENGINES`, which engine-parametrized tests use).
+
+Markers (registered in pyproject.toml):
+
+- ``server``: the test depends on how a real server behaves; ``make test-matrix``
+  runs these against every server of the matrix.
+- ``compat``: the small compatibility subset of those; ``make test`` runs it on
+  every server of the matrix besides the defaults.
+- ``postgres`` / ``mysql_family``: which engine family the test exercises. Added at
+  collection from the test's ``engine`` parameter or the image fixtures it uses,
+  so ``-m "server and postgres"`` selects the tests a Postgres image changes.
+
+``tests/matrix.py`` (``make test-matrix``, and the second half of ``make test``)
+runs pytest once per server of the matrix with these variables and markers.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import secrets
 import subprocess
@@ -21,6 +44,53 @@ import pytest
 RUN_PREFIX = "t" + secrets.token_hex(3)
 POSTGRES_IMAGE_VARIABLE = "FRESHDB_POSTGRES_IMAGE"
 MARIADB_IMAGE_VARIABLE = "FRESHDB_MARIADB_IMAGE"
+MYSQL_IMAGE_VARIABLE = "FRESHDB_MYSQL_IMAGE"
+MYSQL_FAMILY_VARIABLE = "FRESHDB_TEST_MYSQL_FAMILY"
+IMAGE_VARIABLES = {
+    "postgres": POSTGRES_IMAGE_VARIABLE,
+    "mariadb": MARIADB_IMAGE_VARIABLE,
+    "mysql": MYSQL_IMAGE_VARIABLE,
+}
+MYSQL_FAMILY_ENGINES = ("mariadb", "mysql")
+
+
+def _mysql_family_engine() -> str:
+    engine = os.environ.get(MYSQL_FAMILY_VARIABLE, "").strip() or "mariadb"
+    if engine not in MYSQL_FAMILY_ENGINES:
+        raise pytest.UsageError(
+            f"{MYSQL_FAMILY_VARIABLE}={engine!r}: choose 'mariadb' or 'mysql' "
+            "(the engine MySQL-family tests run on)"
+        )
+    return engine
+
+
+#: The MySQL-family engine under test ("mariadb" or "mysql").
+MYSQL_FAMILY = _mysql_family_engine()
+#: The engines that engine-parametrized tests run on: Postgres and the MySQL family.
+ENGINES = ("postgres", MYSQL_FAMILY)
+
+
+def image_for(engine: str) -> str:
+    """The image the suite runs ``engine`` on: its variable, else freshdb's default."""
+    configured = os.environ.get(IMAGE_VARIABLES[engine], "").strip()
+    if configured:
+        return configured
+    from freshdb.dialects import dialect_for
+
+    return dialect_for(engine).default_image(engine)
+
+
+def family_of(engine: str) -> str:
+    """The marker of an engine's family: ``postgres`` or ``mysql_family``."""
+    return "postgres" if engine == "postgres" else "mysql_family"
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerUnderTest:
+    """An engine and the image that runs it."""
+
+    engine: str
+    image: str
 
 
 def _docker_client() -> Any:
@@ -30,6 +100,33 @@ def _docker_client() -> Any:
     return client
 
 
+# -- markers ----------------------------------------------------------------------------
+#: Fixtures whose use says which family a test exercises (when no ``engine`` parameter does).
+_FAMILY_FIXTURES = {
+    "postgres_image": "postgres",
+    "mariadb_image": "mysql_family",
+    "mysql_image": "mysql_family",
+    "mysql_family": "mysql_family",
+}
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with the engine families it exercises (unless it says so itself)."""
+    for item in items:
+        if item.get_closest_marker("postgres") or item.get_closest_marker("mysql_family"):
+            continue
+        callspec = getattr(item, "callspec", None)
+        engine = callspec.params.get("engine") if callspec is not None else None
+        if isinstance(engine, str) and engine in IMAGE_VARIABLES:
+            families = {family_of(engine)}
+        else:
+            names = getattr(item, "fixturenames", ())
+            families = {family for name, family in _FAMILY_FIXTURES.items() if name in names}
+        for family in sorted(families):
+            item.add_marker(family)
+
+
+# -- fixtures ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
     """A Docker client (the test is skipped if no engine answers)."""
@@ -54,13 +151,26 @@ def fresh_prefix() -> str:
 @pytest.fixture(scope="session")
 def postgres_image() -> str:
     """The Postgres image the suite runs (configured via FRESHDB_POSTGRES_IMAGE)."""
-    return os.environ.get(POSTGRES_IMAGE_VARIABLE, "postgres:17")
+    return image_for("postgres")
 
 
 @pytest.fixture(scope="session")
 def mariadb_image() -> str:
     """The MariaDB image the suite runs (configured via FRESHDB_MARIADB_IMAGE)."""
-    return os.environ.get(MARIADB_IMAGE_VARIABLE, "mariadb:11.4")
+    return image_for("mariadb")
+
+
+@pytest.fixture(scope="session")
+def mysql_image() -> str:
+    """The MySQL image the suite runs (configured via FRESHDB_MYSQL_IMAGE)."""
+    return image_for("mysql")
+
+
+@pytest.fixture(scope="session")
+def mysql_family() -> ServerUnderTest:
+    """The MySQL-family server under test: MariaDB, or MySQL when
+    FRESHDB_TEST_MYSQL_FAMILY=mysql (its image from that engine's variable)."""
+    return ServerUnderTest(MYSQL_FAMILY, image_for(MYSQL_FAMILY))
 
 
 @pytest.fixture(scope="session", autouse=True)

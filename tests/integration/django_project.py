@@ -12,7 +12,11 @@ from __future__ import annotations
 import textwrap
 from pathlib import Path
 
-ENGINES = {"postgres": "django.db.backends.postgresql", "mariadb": "django.db.backends.mysql"}
+ENGINES = {
+    "postgres": "django.db.backends.postgresql",
+    "mariadb": "django.db.backends.mysql",
+    "mysql": "django.db.backends.mysql",
+}
 
 SETTINGS = """\
 SECRET_KEY = "not-a-secret"
@@ -228,12 +232,12 @@ def write_project(
     extra_settings: str = "",
     transaction_copies: bool = False,
 ) -> Path:
-    """Write the project under ``root`` for ``engine`` ("postgres" or "mariadb")."""
+    """Write the project under ``root`` for ``engine`` ("postgres", "mariadb" or "mysql")."""
     port = "5432" if engine == "postgres" else "3306"
     files = {
         # What a project on Django's mysql backend without mysqlclient does.
         "proj/__init__.py": (
-            "import pymysql\n\npymysql.install_as_MySQLdb()\n" if engine == "mariadb" else ""
+            "import pymysql\n\npymysql.install_as_MySQLdb()\n" if engine != "postgres" else ""
         ),
         "proj/settings.py": SETTINGS.format(
             engine=ENGINES[engine], port=port, extra=textwrap.dedent(extra_settings)

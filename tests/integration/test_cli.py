@@ -20,7 +20,7 @@ import sqlalchemy
 import freshdb
 from freshdb import naming
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
@@ -88,6 +88,7 @@ def create_databases(admin_url: str, *names: str) -> None:
         engine.dispose()
 
 
+@pytest.mark.compat
 def test_up_status_url_shell_down(cli: Cli, fresh_prefix: str, docker_client: Any) -> None:
     up = cli("up")
     admin_url = up.stdout.strip()

@@ -25,18 +25,20 @@ import pytest
 import freshdb
 from freshdb import naming
 
+from ..conftest import ENGINES, IMAGE_VARIABLES, image_for
 from . import django_project
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
-ENGINES = ["postgres", "mariadb"]
 RUNNER_SETTING = 'TEST_RUNNER = "freshdb.django.TestRunner"\n'
 MAIN_COPY = re.compile(r"test database for alias 'default' is (\S+), a copy of template (\S+)")
 
 
 @pytest.fixture
-def project_env(run_prefix: str, tmp_path: Path) -> dict[str, str]:
-    """The environment the project's suite runs in: this run's servers, a record dir."""
+def project_env(request: pytest.FixtureRequest, run_prefix: str, tmp_path: Path) -> dict[str, str]:
+    """The environment the project's suite runs in: this run's servers (the test's
+    engine and image), a record dir."""
+    engine = request.node.callspec.params["engine"]
     records = tmp_path / "records"
     records.mkdir()
     env = {
@@ -48,6 +50,9 @@ def project_env(run_prefix: str, tmp_path: Path) -> dict[str, str]:
     env.update(
         FRESHDB_PREFIX=run_prefix,
         FRESHDB_MODE="sticky",
+        # Django names the family ("mysql"); the engine says MariaDB or MySQL.
+        FRESHDB_ENGINE=engine,
+        **{IMAGE_VARIABLES[engine]: image_for(engine)},
         # Other tests build templates on this run's servers too: keep them all.
         FRESHDB_KEEP_TEMPLATES="64",
         RECORD_DIR=str(records),
@@ -56,12 +61,10 @@ def project_env(run_prefix: str, tmp_path: Path) -> dict[str, str]:
 
 
 @pytest.fixture
-def admin(
-    request: pytest.FixtureRequest, run_prefix: str, postgres_image: str, mariadb_image: str
-) -> Iterator[freshdb.DatabaseServer]:
+def admin(request: pytest.FixtureRequest, run_prefix: str) -> Iterator[freshdb.DatabaseServer]:
     """The run's sticky server of the test's engine, to look at what the suite left."""
     engine = request.node.callspec.params["engine"]
-    image = postgres_image if engine == "postgres" else mariadb_image
+    image = image_for(engine)
     with freshdb.DatabaseServer(
         engine, image=image, mode="sticky", prefix=run_prefix, pool_size=0, keep_templates=64
     ) as server:

@@ -50,6 +50,8 @@ with server:
 """
 
 
+@pytest.mark.server
+@pytest.mark.compat
 def test_sticky_server_is_reused_by_a_second_process(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:
@@ -64,6 +66,7 @@ def test_sticky_server_is_reused_by_a_second_process(
     print(f"first start {first['seconds']:.2f} s, reuse {second['seconds']:.2f} s")
 
 
+@pytest.mark.server
 def test_another_shape_gets_its_own_container_and_a_stopped_one_restarts(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:
@@ -130,6 +133,8 @@ def test_a_running_server_that_does_not_answer_is_left_alone(
         assert server.running.container_id == container.id  # type: ignore[union-attr]
 
 
+@pytest.mark.server
+@pytest.mark.compat
 def test_data_lives_on_tmpfs_with_fsync_off_on_loopback_only(
     docker_client: Any, run_prefix: str, postgres_image: str
 ) -> None:
@@ -291,6 +296,7 @@ with freshdb.DatabaseServer("postgres", image={image!r}, mode="sticky", prefix={
 """
 
 
+@pytest.mark.server
 def test_four_processes_starting_the_same_sticky_server_make_one_container(
     docker_client: Any, fresh_prefix: str, postgres_image: str
 ) -> None:

@@ -1,4 +1,5 @@
-"""MySQL-family copies without CREATE DATABASE … TEMPLATE, on a real MariaDB server.
+"""MySQL-family copies without CREATE DATABASE … TEMPLATE, on a real server: MariaDB,
+or MySQL with FRESHDB_TEST_MYSQL_FAMILY=mysql (the ``mysql_family`` fixture).
 
 The template is built in place and marked complete by a marker table; a copy replays
 the template's DDL (read with the template as the current database) and copies its
@@ -32,9 +33,9 @@ from freshdb.errors import MigrationError
 from freshdb.migrators import SqlMigrator
 from freshdb.template import TemplateFingerprint
 
-from ..conftest import run_python
+from ..conftest import ServerUnderTest, run_python
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 # Everything a copy must carry: indexes, foreign keys, a generated column, an
 # AUTO_INCREMENT start and a gap, a view on a view, a trigger, a procedure, a
@@ -116,11 +117,11 @@ def rich_schema(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def server(
-    run_prefix: str, mariadb_image: str, rich_schema: Path
+    run_prefix: str, mysql_family: ServerUnderTest, rich_schema: Path
 ) -> Iterator[freshdb.DatabaseServer]:
     with freshdb.DatabaseServer(
-        "mariadb",
-        image=mariadb_image,
+        mysql_family.engine,
+        image=mysql_family.image,
         mode="sticky",
         prefix=run_prefix,
         schema=rich_schema,
@@ -162,6 +163,7 @@ def objects(conn: sa.Connection, database: str) -> dict[str, list[str]]:
     }
 
 
+@pytest.mark.compat
 def test_a_copy_is_the_template_twin(server: freshdb.DatabaseServer) -> None:
     template = server.template
     assert template is not None
@@ -206,6 +208,7 @@ def test_a_copy_is_the_template_twin(server: freshdb.DatabaseServer) -> None:
         conn.exec_driver_sql("USE information_schema")
 
 
+@pytest.mark.compat
 def test_a_copy_behaves_like_the_template(server: freshdb.DatabaseServer) -> None:
     template = server.template
     with server.database() as db, db.engine().connect() as conn:
@@ -362,7 +365,7 @@ def build(connection):
 
 time.sleep(max(0.0, {start_at!r} - time.time()))  # all start together
 server = freshdb.DatabaseServer(
-    "mariadb", image={image!r}, mode="sticky", prefix={prefix!r}, pool_size=1,
+    {engine!r}, image={image!r}, mode="sticky", prefix={prefix!r}, pool_size=1,
     schema=CallableMigrator(build, key={key!r}),
 )
 with server:
@@ -373,13 +376,15 @@ with server:
 """
 
 
+@pytest.mark.compat
 def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
-    run_prefix: str, mariadb_image: str, tmp_path: Path, server: freshdb.DatabaseServer
+    run_prefix: str, mysql_family: ServerUnderTest, tmp_path: Path, server: freshdb.DatabaseServer
 ) -> None:
     counter = tmp_path / "builds.txt"
     values = {
         "counter": str(counter),
-        "image": mariadb_image,
+        "engine": mysql_family.engine,
+        "image": mysql_family.image,
         "prefix": run_prefix,
         "key": f"concurrency-{tmp_path.name}",
     }
@@ -414,7 +419,7 @@ def template_of(server: freshdb.DatabaseServer, schema: Path) -> str:
 
 
 def test_a_failing_migration_names_the_statement_and_leaves_no_template(
-    run_prefix: str, mariadb_image: str, tmp_path: Path, server: freshdb.DatabaseServer
+    run_prefix: str, mysql_family: ServerUnderTest, tmp_path: Path, server: freshdb.DatabaseServer
 ) -> None:
     schema = tmp_path / "schema.sql"
     schema.write_text(
@@ -422,7 +427,11 @@ def test_a_failing_migration_names_the_statement_and_leaves_no_template(
         "CREATE TABLE broken (id INT,, name TEXT);\n"
     )
     failing = freshdb.DatabaseServer(
-        "mariadb", image=mariadb_image, mode="sticky", prefix=run_prefix, schema=schema
+        mysql_family.engine,
+        image=mysql_family.image,
+        mode="sticky",
+        prefix=run_prefix,
+        schema=schema,
     )
     with pytest.raises(MigrationError, match="statement 2") as caught:
         failing.start()
@@ -441,7 +450,11 @@ def test_a_failing_migration_names_the_statement_and_leaves_no_template(
         "CREATE TABLE broken (id INT, name TEXT);\n"
     )
     with freshdb.DatabaseServer(
-        "mariadb", image=mariadb_image, mode="sticky", prefix=run_prefix, schema=schema
+        mysql_family.engine,
+        image=mysql_family.image,
+        mode="sticky",
+        prefix=run_prefix,
+        schema=schema,
     ) as fixed:
         with fixed.database() as db, db.engine().connect() as db_conn:
             assert db_conn.exec_driver_sql("SELECT COUNT(*) FROM broken").scalar() == 0
@@ -449,7 +462,7 @@ def test_a_failing_migration_names_the_statement_and_leaves_no_template(
 
 
 def test_an_incomplete_template_is_rebuilt(
-    run_prefix: str, mariadb_image: str, tmp_path: Path, server: freshdb.DatabaseServer
+    run_prefix: str, mysql_family: ServerUnderTest, tmp_path: Path, server: freshdb.DatabaseServer
 ) -> None:
     schema = tmp_path / "schema.sql"
     schema.write_text(f"CREATE TABLE crashed_{tmp_path.name[-6:]} (id INT PRIMARY KEY);\n")
@@ -459,7 +472,11 @@ def test_an_incomplete_template_is_rebuilt(
         conn.exec_driver_sql(f"CREATE DATABASE `{name}`")
         conn.exec_driver_sql(f"CREATE TABLE `{name}`.half_done (id INT)")
     with freshdb.DatabaseServer(
-        "mariadb", image=mariadb_image, mode="sticky", prefix=run_prefix, schema=schema
+        mysql_family.engine,
+        image=mysql_family.image,
+        mode="sticky",
+        prefix=run_prefix,
+        schema=schema,
     ) as rebuilt:
         assert rebuilt.stats()["template_reused"] is False
         with rebuilt.database() as db, admin(server).connect() as conn:
@@ -467,7 +484,7 @@ def test_an_incomplete_template_is_rebuilt(
 
 
 def test_a_template_in_use_is_never_pruned(
-    run_prefix: str, mariadb_image: str, tmp_path: Path, server: freshdb.DatabaseServer
+    run_prefix: str, mysql_family: ServerUnderTest, tmp_path: Path, server: freshdb.DatabaseServer
 ) -> None:
     # MySQL has no shared locks: each user holds a "user slot" lock of the template.
     schemas = []
@@ -478,8 +495,8 @@ def test_a_template_in_use_is_never_pruned(
 
     def session(schema: Path) -> freshdb.DatabaseServer:
         return freshdb.DatabaseServer(
-            "mariadb",
-            image=mariadb_image,
+            mysql_family.engine,
+            image=mysql_family.image,
             mode="sticky",
             prefix=run_prefix,
             schema=schema,
@@ -521,7 +538,8 @@ HOLDER = """
 import sys, time
 import freshdb
 server = freshdb.DatabaseServer(
-    "mariadb", image={image!r}, mode="sticky", prefix={prefix!r}, pool_size=2, schema={schema!r}
+    {engine!r}, image={image!r}, mode="sticky", prefix={prefix!r}, pool_size=2,
+    schema={schema!r},
 )
 server.start()
 db = server.database()
@@ -549,10 +567,21 @@ def databases_of(server: freshdb.DatabaseServer, owner: str) -> list[str]:
     ]
 
 
+@pytest.mark.compat
 def test_copies_of_a_killed_process_are_reaped_and_a_live_sessions_are_not(
-    run_prefix: str, mariadb_image: str, rich_schema: Path, server: freshdb.DatabaseServer
+    run_prefix: str,
+    mysql_family: ServerUnderTest,
+    rich_schema: Path,
+    server: freshdb.DatabaseServer,
 ) -> None:
-    doomed = spawn(HOLDER.format(image=mariadb_image, prefix=run_prefix, schema=str(rich_schema)))
+    doomed = spawn(
+        HOLDER.format(
+            engine=mysql_family.engine,
+            image=mysql_family.image,
+            prefix=run_prefix,
+            schema=str(rich_schema),
+        )
+    )
     try:
         assert doomed.stdout is not None
         line = doomed.stdout.readline()
@@ -580,8 +609,8 @@ def test_copies_of_a_killed_process_are_reaped_and_a_live_sessions_are_not(
                 conn.close()
 
             with freshdb.DatabaseServer(
-                "mariadb",
-                image=mariadb_image,
+                mysql_family.engine,
+                image=mysql_family.image,
                 mode="sticky",
                 prefix=run_prefix,
                 schema=rich_schema,
@@ -600,16 +629,18 @@ def test_copies_of_a_killed_process_are_reaped_and_a_live_sessions_are_not(
             doomed.wait()
 
 
-def test_stats_and_the_template_comment(server: freshdb.DatabaseServer) -> None:
+def test_stats_and_the_template_comment(
+    server: freshdb.DatabaseServer, mysql_family: ServerUnderTest
+) -> None:
     stats: dict[str, Any] = server.stats()
-    assert stats["engine"] == "mariadb"
+    assert stats["engine"] == mysql_family.engine
     assert stats["template"] == server.template
     dialect = server.dialect
     conn = dialect.connect(server.address)
     try:
         comment = json.loads(dialect.database_comment(conn, str(server.template)) or "{}")
         assert comment["freshdb"] == "template"
-        assert dialect.server_version(conn).startswith("mariadb ")
+        assert dialect.server_version(conn).startswith(f"{mysql_family.engine} ")
         sizes = dialect.database_sizes(conn, [str(server.template)])
         assert sizes[str(server.template)] > 0
         created = dialect.database_created(conn, [str(server.template)])[str(server.template)]

@@ -31,12 +31,11 @@ from freshdb.migrators import (
     as_migrator,
 )
 
-from ..conftest import run_python
+from ..conftest import ENGINES, ServerUnderTest, image_for, run_python
 from . import django_project
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
-ENGINES = ["postgres", "mariadb"]
 KEEP_TEMPLATES = 64
 
 REVISIONS: list[tuple[str, str, str | None, str, str]] = [
@@ -141,10 +140,6 @@ def server_for(
     )
 
 
-def image_for(engine: str, postgres_image: str, mariadb_image: str) -> str:
-    return postgres_image if engine == "postgres" else mariadb_image
-
-
 def describe_copy(url: sa.URL) -> dict[str, Any]:
     """What a copy holds: tables, columns, foreign keys, indexes, alembic version, rows."""
     engine = sa.create_engine(url, poolclass=sa.NullPool)
@@ -197,12 +192,13 @@ def expect_alembic_schema(copy: dict[str, Any], version: str = "0003") -> None:
     assert copy["version"] == version
 
 
+@pytest.mark.compat
 # -- Alembic -----------------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
 def test_alembic_project_template_is_built_once_and_follows_the_migrations(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     ini = alembic_project(tmp_path)
     migrator = AlembicMigrator(ini)
     first_fingerprint = migrator.fingerprint()
@@ -286,12 +282,13 @@ def test_async_alembic_template_on_postgres(
     assert runs(tmp_path) == ["0001", "0002", "0003"]
 
 
-def test_async_alembic_template_on_mariadb(
-    tmp_path: Path, run_prefix: str, mariadb_image: str
+def test_async_alembic_template_on_the_mysql_family(
+    tmp_path: Path, run_prefix: str, mysql_family: ServerUnderTest
 ) -> None:
     ini = alembic_project(tmp_path, template="async")
+    migrator = AlembicMigrator(ini)
     stats, copies = start_and_look(
-        server_for("mariadb", mariadb_image, run_prefix, AlembicMigrator(ini)), copies=1
+        server_for(mysql_family.engine, mysql_family.image, run_prefix, migrator), copies=1
     )
     assert stats["template_reused"] is False
     expect_alembic_schema(copies[0])
@@ -299,9 +296,9 @@ def test_async_alembic_template_on_mariadb(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_broken_alembic_migration_is_named_and_leaves_no_template(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     ini = alembic_project(tmp_path)
     write_revision(
         tmp_path / "migrations" / "versions",
@@ -413,9 +410,9 @@ def test_an_alembic_ini_is_a_schema_string_and_works_from_the_pytest_plugin(
 # -- SQL files -----------------------------------------------------------------------------
 @pytest.mark.parametrize("engine", ENGINES)
 def test_sql_directory_template_follows_its_files(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     token = secrets.token_hex(6)
     (tmp_path / "001_tables.sql").write_text(
         f"-- {token}\nCREATE TABLE authors (id integer PRIMARY KEY, name varchar(100));\n"
@@ -504,9 +501,9 @@ def expect_django_schema(copies: Sequence[dict[str, Any]], applied: int) -> None
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_django_project_template_is_built_once_and_follows_the_migrations(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     root = django_project.write_project(tmp_path, engine, token=secrets.token_hex(6))
 
     first = django_build(root, engine, image, run_prefix)
@@ -542,9 +539,9 @@ def test_django_project_template_is_built_once_and_follows_the_migrations(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_broken_django_migration_names_app_and_migration(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     root = django_project.write_project(tmp_path, engine, token=secrets.token_hex(6))
     django_project.add_migration(
         root,

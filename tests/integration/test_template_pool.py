@@ -23,7 +23,7 @@ from freshdb.migrators import SqlMigrator
 
 from ..conftest import run_python
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 SCHEMAS = Path(__file__).parent / "schemas"
 RICH = SCHEMAS / "rich_postgres.sql"
@@ -57,6 +57,7 @@ def pg_dump(docker_client: Any, server: freshdb.DatabaseServer, database: str) -
     )
 
 
+@pytest.mark.compat
 def test_a_copy_is_identical_to_what_the_migrations_build(
     rich_server: freshdb.DatabaseServer, docker_client: Any, run_prefix: str
 ) -> None:
@@ -110,6 +111,7 @@ def test_a_copy_is_identical_to_what_the_migrations_build(
             conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{reference}" WITH (FORCE)')
 
 
+@pytest.mark.compat
 def test_a_write_in_one_copy_is_invisible_in_the_next(rich_server: freshdb.DatabaseServer) -> None:
     names = set()
     for _ in range(5):
@@ -195,6 +197,7 @@ with freshdb.DatabaseServer("postgres", schema=schema, image={image!r}, mode="st
 """
 
 
+@pytest.mark.compat
 def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
     run_prefix: str, postgres_image: str, tmp_path: Path
 ) -> None:
@@ -276,6 +279,7 @@ time.sleep(300)
 """
 
 
+@pytest.mark.compat
 def test_copies_of_a_killed_process_are_reaped_and_a_live_sessions_are_not(
     fresh_prefix: str, postgres_image: str
 ) -> None:

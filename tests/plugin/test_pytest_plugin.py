@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from freshdb import naming
 from freshdb.backends.docker import list_managed_containers
 
+from ..conftest import ENGINES, IMAGE_VARIABLES, ServerUnderTest, image_for
 from .conftest import AdminView, builds, mysql_dialect_missing, records
 
 pytest_plugins = ["pytester"]
@@ -49,6 +50,7 @@ def containers_with_prefix(docker_client: Any, prefix: str) -> list[str]:
     return [str(c.name) for c in list_managed_containers(docker_client, prefix)]
 
 
+@pytest.mark.server
 # -- a fresh database for every test ----------------------------------------------------
 def test_every_test_of_a_suite_gets_a_template_fresh_database(
     inner_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
@@ -96,6 +98,7 @@ def test_every_test_of_a_suite_gets_a_template_fresh_database(
     assert postgres_admin.of_template(template, "copy") == []
 
 
+@pytest.mark.server
 @pytest.mark.parametrize("workers", [2, 4])
 def test_xdist_workers_share_one_server_and_template_and_leave_no_copy(
     inner_project: pytest.Pytester,
@@ -299,6 +302,7 @@ def cli_output(arguments: list[str]) -> str:
     return done.stdout.strip()
 
 
+@pytest.mark.server
 # -- async ------------------------------------------------------------------------------
 def test_async_engine_works_under_pytest_asyncio_and_anyio(
     inner_project: pytest.Pytester, inner_options: list[str]
@@ -340,15 +344,15 @@ def test_async_engine_works_under_pytest_asyncio_and_anyio(
 
 
 # -- savepoint mode ---------------------------------------------------------------------
-@pytest.mark.parametrize("engine", ["postgres", "mariadb"])
+@pytest.mark.server
+@pytest.mark.compat
+@pytest.mark.parametrize("engine", ENGINES)
 def test_savepoint_mode_leaves_nothing_behind_for_the_next_test(
     inner_project: pytest.Pytester,
     run_prefix: str,
-    postgres_image: str,
-    mariadb_image: str,
     engine: str,
 ) -> None:
-    if engine == "mariadb" and (reason := mysql_dialect_missing()):
+    if engine != "postgres" and (reason := mysql_dialect_missing()):
         pytest.skip(reason)
     inner_project.makepyfile(
         models="""
@@ -416,7 +420,7 @@ def test_savepoint_mode_leaves_nothing_behind_for_the_next_test(
             """
         ),
     )
-    image = postgres_image if engine == "postgres" else mariadb_image
+    image = image_for(engine)
     result = run(
         inner_project,
         f"--freshdb-engine={engine}",
@@ -528,18 +532,19 @@ def test_overriding_freshdb_server_in_a_conftest_gives_full_control(
     result.stdout.fnmatch_lines(["  template: *", "  pool main: 3 handed out, *, size 1"])
 
 
+@pytest.mark.server
 def test_a_marker_can_pick_another_engine(
     inner_project: pytest.Pytester,
     inner_options: list[str],
-    mariadb_image: str,
+    mysql_family: ServerUnderTest,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     if reason := mysql_dialect_missing():
         pytest.skip(reason)
-    # The run's --freshdb-image is a Postgres image: a MariaDB server takes its own.
-    monkeypatch.setenv("FRESHDB_MARIADB_IMAGE", mariadb_image)
+    # The run's --freshdb-image is a Postgres image: a MySQL-family server takes its own.
+    monkeypatch.setenv(IMAGE_VARIABLES[mysql_family.engine], mysql_family.image)
     inner_project.makepyfile(
-        test_engines="""
+        test_engines=f"""
         import pytest
         from sqlalchemy import text
 
@@ -548,8 +553,8 @@ def test_a_marker_can_pick_another_engine(
             assert freshdb_connection.dialect.name == "postgresql"
 
 
-        @pytest.mark.freshdb(engine="mariadb")
-        def test_mariadb(freshdb_connection):
+        @pytest.mark.freshdb(engine="{mysql_family.engine}")
+        def test_mysql_family(freshdb_connection):
             assert freshdb_connection.dialect.name in ("mysql", "mariadb")
             names = freshdb_connection.execute(text("SELECT name FROM items")).scalars()
             assert list(names) == ["seed"]

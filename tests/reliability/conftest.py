@@ -27,9 +27,8 @@ from freshdb import naming
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 
-from ..conftest import RUN_PREFIX
+from ..conftest import ENGINES, RUN_PREFIX, image_for
 
-ENGINES = ("postgres", "mariadb")
 #: Generous bound for "never hangs": anything slower than this is a hang.
 NEVER_HANGS = 60.0
 
@@ -58,10 +57,10 @@ def new_prefix() -> str:
 
 
 @pytest.fixture(params=ENGINES)
-def engine(request: pytest.FixtureRequest, postgres_image: str, mariadb_image: str) -> Engine:
-    """Each engine in turn: the behaviour under test is the same for both."""
-    image = postgres_image if request.param == "postgres" else mariadb_image
-    return Engine(str(request.param), image)
+def engine(request: pytest.FixtureRequest) -> Engine:
+    """Each engine in turn (Postgres, then the MySQL-family server under test):
+    the behaviour under test is the same for both."""
+    return Engine(str(request.param), image_for(str(request.param)))
 
 
 @pytest.fixture

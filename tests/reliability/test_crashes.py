@@ -21,7 +21,7 @@ from freshdb.template import TemplateBuilder
 
 from .conftest import NEVER_HANGS, Admin, Engine, Program, new_prefix
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 # What every crash program starts with: a session on the module's server whose
 # template has one table with one row (the key names the schema).

@@ -18,7 +18,7 @@ from freshdb.migrators import CallableMigrator
 
 from .conftest import NEVER_HANGS, Admin, Engine, new_prefix
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 #: The smallest max_connections freshdb accepts: easy to fill.
 MAX_CONNECTIONS = 20

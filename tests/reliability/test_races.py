@@ -11,7 +11,7 @@ import pytest
 
 from .conftest import Admin, Engine, Program, containers_named, new_prefix
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 # Each process: wait at a barrier until all are there, then start a session from
 # nothing, and check three copies hold its own schema (and only that).

@@ -20,7 +20,7 @@ from freshdb.migrators import CallableMigrator
 
 from .conftest import Admin, Engine, Program, freshdb_cli, new_prefix
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 # A session that leaves copies behind for reaping: killed, so no cleanup runs.
 LEAKER = """

@@ -23,7 +23,7 @@ from freshdb.migrators import CallableMigrator
 
 from .conftest import NEVER_HANGS, Engine, new_prefix
 
-pytestmark = pytest.mark.docker
+pytestmark = [pytest.mark.docker, pytest.mark.server]
 
 
 def items(connection: Any) -> None:
