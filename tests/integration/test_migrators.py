@@ -443,6 +443,10 @@ ALTER TYPE mood ADD VALUE 'happy';
 -- Using the value just added needs the statement before committed, as psql does.
 CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL, mood mood DEFAULT 'happy');
 INSERT INTO notes (body) VALUES ('C:\dir\'), ('it''s; fine'), (E'tab\t; \\ and \'quoted\'');
+-- psql follows the server: with this off, '' strings take backslash escapes.
+SET standard_conforming_strings = off;
+INSERT INTO notes (body) VALUES ('old\'style; escape');
+SET standard_conforming_strings = on;
 CREATE FUNCTION shout(t text) RETURNS text LANGUAGE plpgsql AS $body$
 BEGIN
     -- a ; and a ' in a comment, $$ in a body
@@ -486,6 +490,11 @@ BEGIN
 END$$
 DELIMITER ;
 INSERT INTO accounts (owner, balance) VALUES ('it\'s; ada', 10), ("say \"hi\"", 20), ('b\\', 30);
+-- The mysql client follows the server: with NO_BACKSLASH_ESCAPES, '\' is a whole string.
+SET @saved_mode = @@sql_mode;
+SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');
+INSERT INTO accounts (owner, balance) VALUES ('C:\dir\', 40);
+SET sql_mode = @saved_mode;
 /*!40101 SET @freshdb_unused = 1 */;
 """
 
@@ -502,12 +511,13 @@ def test_sql_files_run_as_psql_runs_them(
                     ("C:\\dir\\", "happy"),
                     ("it's; fine", "happy"),
                     ("tab\t; \\ and 'quoted'", "happy"),
+                    ("old'style; escape", "happy"),
                 ]
                 assert conn.exec_driver_sql("SELECT shout('hi')").scalar() == "HI!;$$"
                 assert conn.exec_driver_sql("SELECT add_one(41), add_one(NULL)").one() == (42, 0)
                 conn.exec_driver_sql("CALL add_note('x')")
                 assert conn.exec_driver_sql(
-                    "SELECT body FROM notes WHERE id > 3 ORDER BY id"
+                    "SELECT body FROM notes WHERE id > 4 ORDER BY id"
                 ).scalars().all() == ["x", "x; again"]
                 valid = conn.exec_driver_sql(
                     "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
@@ -527,6 +537,7 @@ def test_sql_files_run_as_the_mysql_client_runs_them(
                     ("it's; ada", 10),
                     ('say "hi"', 20),
                     ("b\\", 30),
+                    ("C:\\dir\\", 40),
                 ]
                 conn.exec_driver_sql("CALL deposit(1, 5)")
                 assert (
@@ -539,6 +550,7 @@ def test_sql_files_run_as_the_mysql_client_runs_them(
                     "opened it's; ada;",
                     'opened say "hi";',
                     "opened b\\;",
+                    "opened C:\\dir\\;",
                     "deposit; 5",
                     "opened eve;",
                 ]

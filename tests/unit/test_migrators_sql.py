@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from freshdb.migrators import split_statements
-from freshdb.migrators.sql import SqlFamily, SqlSplitError
+from freshdb.migrators.sql import SqlFamily, SqlSplitError, StatementSplitter
 
 
 def split(text: str, family: SqlFamily = "postgres") -> list[str]:
@@ -196,3 +196,23 @@ def test_delimiter_without_a_value_is_an_error() -> None:
     with pytest.raises(SqlSplitError, match="DELIMITER must be followed") as caught:
         split("SELECT 1;\nDELIMITER\nSELECT 2;", "mysql")
     assert caught.value.line == 2
+
+
+# -- following the server's string syntax ------------------------------------------------
+def test_string_syntax_follows_what_the_caller_reports_between_statements() -> None:
+    # As after SET standard_conforming_strings = off: the next '' string takes escapes.
+    text = "SELECT 'a\\';\nSELECT 'b\\';', 'c';\nSELECT 'd\\';"
+    splitter = StatementSplitter(text, "postgres")
+    statements = splitter.statements()
+    assert next(statements).sql == "SELECT 'a\\'"
+    splitter.backslash_escapes = True
+    assert next(statements).sql == "SELECT 'b\\';', 'c'"
+    splitter.backslash_escapes = False
+    assert [s.sql for s in statements] == ["SELECT 'd\\'"]
+
+
+def test_mysql_without_backslash_escapes_reads_backslash_as_a_character() -> None:
+    # As with sql_mode NO_BACKSLASH_ESCAPES, in both string quotes.
+    splitter = StatementSplitter("SELECT 'C:\\dir\\', \"x\\\";\nSELECT 2;", "mysql")
+    splitter.backslash_escapes = False
+    assert [s.sql for s in splitter.statements()] == ["SELECT 'C:\\dir\\', \"x\\\"", "SELECT 2"]

@@ -67,15 +67,23 @@ def split_statements(text: str, family: SqlFamily = "postgres") -> Iterator[Stat
     Raises :class:`SqlSplitError` for text that never ends (an unterminated string,
     dollar quote or comment) and for psql meta-commands, which are not SQL.
     """
-    return _Splitter(text, family).statements()
+    return StatementSplitter(text, family).statements()
 
 
-class _Splitter:
-    """One pass over the text; the statement under way is ``text[start:i]``."""
+class StatementSplitter:
+    """One lazy pass over SQL text; the statement under way is ``text[start:i]``.
+
+    :attr:`backslash_escapes` says whether ``'…'`` strings take backslash escapes
+    (Postgres with ``standard_conforming_strings`` off; MySQL unless ``sql_mode`` has
+    ``NO_BACKSLASH_ESCAPES``). Like the clients, which follow the server's state, the
+    caller may change it between statements: the next statement is read only when
+    asked for.
+    """
 
     def __init__(self, text: str, family: SqlFamily) -> None:
         self.text = text
         self.postgres = family == "postgres"
+        self.backslash_escapes = not self.postgres
         self.delimiter = ";"
         self.i = 0
         self.line = 1
@@ -98,6 +106,7 @@ class _Splitter:
         self.i = end
 
     def statements(self) -> Iterator[Statement]:
+        """The statements, each read when asked for."""
         text, length = self.text, len(self.text)
         while self.i < length:
             char = text[self.i]
@@ -222,7 +231,10 @@ class _Splitter:
                 raise SqlSplitError(f"unterminated dollar-quoted string {tag.group(0)}", self.line)
             self._skip_to(close + len(tag.group(0)))
             return
-        backslashes = char in "'\"" and not self.postgres
+        # Postgres "…" is an identifier; MySQL's "…" is a string like '…'.
+        backslashes = self.backslash_escapes and (
+            char == "'" or (char == '"' and not self.postgres)
+        )
         end = _end_of_quote(text, i, char, backslashes)
         if end is None:
             kind = "identifier" if char == "`" or (char == '"' and self.postgres) else "string"
@@ -324,15 +336,46 @@ class SqlMigrator:
         connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
             for file in self.files():
-                run_statements(
-                    connection, split_statements(file.read_text(), family), source=str(file)
-                )
+                splitter = StatementSplitter(file.read_text(), family)
+                run_statements(connection, _following_the_session(connection, splitter), str(file))
         finally:
             if connection.in_transaction():
                 connection.rollback()  # nothing is pending in autocommit mode
             connection.execution_options(
                 isolation_level=previous or connection.default_isolation_level
             )
+
+
+# pymysql's SERVER_STATUS_NO_BACKSLASH_ESCAPES: the server tells every reply whether
+# sql_mode has NO_BACKSLASH_ESCAPES, and the mysql client reads strings accordingly.
+_MYSQL_NO_BACKSLASH_ESCAPES = 512
+
+
+def _following_the_session(
+    connection: Connection, splitter: StatementSplitter
+) -> Iterator[Statement]:
+    """The splitter's statements, each read as the session left the one before it.
+
+    A file may switch string syntax midway (``SET standard_conforming_strings = off``,
+    ``SET sql_mode = 'NO_BACKSLASH_ESCAPES'``); psql and the mysql client follow what
+    the server reports after each statement, and so does this.
+    """
+    for statement in splitter.statements():
+        yield statement  # run_statements executes it before asking for the next
+        splitter.backslash_escapes = _backslash_escapes(connection, splitter.backslash_escapes)
+
+
+def _backslash_escapes(connection: Connection, current: bool) -> bool:
+    driver_connection = connection.connection.driver_connection
+    info = getattr(driver_connection, "info", None)  # psycopg 3
+    parameter_status = getattr(info, "parameter_status", None)
+    if callable(parameter_status):
+        standard = parameter_status("standard_conforming_strings")
+        return current if standard is None else str(standard) == "off"
+    server_status = getattr(driver_connection, "server_status", None)  # PyMySQL
+    if isinstance(server_status, int):
+        return not server_status & _MYSQL_NO_BACKSLASH_ESCAPES
+    return current  # another driver: keep the client's default
 
 
 def run_statements(
