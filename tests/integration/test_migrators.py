@@ -464,6 +464,12 @@ BEGIN ATOMIC
 END;
 /* a nested /* comment; */ still a comment */
 CREATE INDEX CONCURRENTLY notes_body_idx ON notes (body);
+-- Data inline, as pg_dump writes it.
+CREATE TABLE copied (id int, label text);
+COPY public.copied (id, label) FROM stdin;
+1{tab}semi; colon and 'quote
+2{tab}\N
+\.
 """
 
 MARIADB_AS_MYSQL = r"""-- {token}
@@ -502,7 +508,8 @@ SET sql_mode = @saved_mode;
 def test_sql_files_run_as_psql_runs_them(
     tmp_path: Path, run_prefix: str, postgres_image: str
 ) -> None:
-    (tmp_path / "schema.sql").write_text(POSTGRES_AS_PSQL.format(token=secrets.token_hex(6)))
+    schema = POSTGRES_AS_PSQL.format(token=secrets.token_hex(6), tab="\t")
+    (tmp_path / "schema.sql").write_text(schema)
     with server_for("postgres", postgres_image, run_prefix, tmp_path, pool_size=1) as server:
         for _ in range(2):  # each copy works on its own
             with server.database() as db, db.engine().begin() as conn:
@@ -523,6 +530,8 @@ def test_sql_files_run_as_psql_runs_them(
                     "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
                 ).scalar()
                 assert valid is True
+                copied = conn.exec_driver_sql("SELECT id, label FROM copied ORDER BY id").all()
+                assert [tuple(row) for row in copied] == [(1, "semi; colon and 'quote"), (2, None)]
 
 
 def test_sql_files_run_as_the_mysql_client_runs_them(

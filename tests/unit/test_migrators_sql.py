@@ -216,3 +216,25 @@ def test_mysql_without_backslash_escapes_reads_backslash_as_a_character() -> Non
     splitter = StatementSplitter("SELECT 'C:\\dir\\', \"x\\\";\nSELECT 2;", "mysql")
     splitter.backslash_escapes = False
     assert [s.sql for s in splitter.statements()] == ["SELECT 'C:\\dir\\', \"x\\\"", "SELECT 2"]
+
+
+def test_copy_from_stdin_takes_the_lines_up_to_backslash_dot_as_data() -> None:
+    text = (
+        "CREATE TABLE t (a int, b text);\n"
+        "COPY public.t (a, b) FROM stdin;\n"
+        "1\tsemi; colon 'quote\n"
+        "2\t\\N\n"
+        "\\.\n"
+        "SELECT 1;\n"
+    )
+    statements = list(split_statements(text))
+    assert [(s.sql, s.line, s.copy_data) for s in statements] == [
+        ("CREATE TABLE t (a int, b text)", 1, None),
+        ("COPY public.t (a, b) FROM stdin", 2, "1\tsemi; colon 'quote\n2\t\\N\n"),
+        ("SELECT 1", 6, None),
+    ]
+    # COPY to or from a file is an ordinary statement; MySQL has no COPY.
+    assert next(split_statements("COPY t FROM '/tmp/x';\nSELECT 1;")).copy_data is None
+    with pytest.raises(SqlSplitError, match=r"does not end with a line \\\.") as caught:
+        split("SELECT 1;\nCOPY t FROM STDIN;\n1\n2\n")
+    assert caught.value.line == 2

@@ -8,10 +8,11 @@ added by one statement can be used by the next), split where those clients split
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -30,6 +31,7 @@ _META_COMMAND = re.compile(r"\\([A-Za-z!?]*)[^\n]*")
 _HARMLESS_META_COMMANDS = re.compile(
     r"\\(?:restrict|unrestrict)\b[^\n]*|\\set[ \t]+ON_ERROR_STOP\b[^\n]*", re.I
 )
+_COPY_FROM_STDIN = re.compile(r"COPY\b.*\bFROM\s+STDIN\b", re.I | re.S)
 _ROUTINE_START = (("create", "function"), ("create", "procedure"))
 _ROUTINE_START_OR_REPLACE = (
     ("create", "or", "replace", "function"),
@@ -39,10 +41,15 @@ _ROUTINE_START_OR_REPLACE = (
 
 @dataclasses.dataclass(frozen=True)
 class Statement:
-    """One SQL statement of a file, and the line its code starts on."""
+    """One SQL statement of a file, and the line its code starts on.
+
+    ``copy_data`` is the inline data of a ``COPY … FROM stdin`` (the lines up to
+    ``\\.``, as pg_dump writes them), or None.
+    """
 
     sql: str
     line: int
+    copy_data: str | None = None
 
 
 class SqlSplitError(ValueError):
@@ -118,6 +125,8 @@ class StatementSplitter:
             elif self._at_delimiter():
                 statement = self._finish(self.i)
                 self.i += len(self.delimiter)
+                if statement and self.postgres and _COPY_FROM_STDIN.match(statement.sql):
+                    statement = dataclasses.replace(statement, copy_data=self._copy_data())
                 if statement:
                     yield statement
             elif char in "'\"`" or (char == "$" and self.postgres):
@@ -143,6 +152,22 @@ class StatementSplitter:
             statement = Statement(self.text[self.start : end].strip(), self.start_line)
         self._new_statement()
         return statement
+
+    def _copy_data(self) -> str:
+        """The lines after a COPY ... FROM stdin up to the line ``\\.``, as psql reads them."""
+        text, start_line = self.text, self.line
+        end_of_line = text.find("\n", self.i)
+        self._skip_to(len(text) if end_of_line == -1 else end_of_line + 1)
+        start = self.i
+        while self.i < len(text):
+            end_of_line = text.find("\n", self.i)
+            line_end = len(text) if end_of_line == -1 else end_of_line
+            if text[self.i : line_end].rstrip("\r") == "\\.":
+                data = text[start : self.i]
+                self._skip_to(line_end)
+                return data
+            self._skip_to(line_end if end_of_line == -1 else line_end + 1)
+        raise SqlSplitError("COPY ... FROM stdin data does not end with a line \\.", start_line)
 
     def _at_delimiter(self) -> bool:
         if not self.text.startswith(self.delimiter, self.i):
@@ -378,6 +403,30 @@ def _backslash_escapes(connection: Connection, current: bool) -> bool:
     return current  # another driver: keep the client's default
 
 
+def _driver_error(connection: Connection) -> type[Exception]:
+    error = getattr(connection.dialect.loaded_dbapi, "Error", None)
+    return error if isinstance(error, type) and issubclass(error, Exception) else DBAPIError
+
+
+def _copy_in(connection: Connection, statement: Statement) -> None:
+    """Run a COPY ... FROM stdin with its inline data, through the driver's copy API."""
+    data = statement.copy_data or ""
+    cursor: Any = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if hasattr(cursor, "copy"):  # psycopg 3
+            with cursor.copy(statement.sql) as copy:
+                copy.write(data)
+        elif hasattr(cursor, "copy_expert"):  # psycopg2
+            cursor.copy_expert(statement.sql, io.StringIO(data))
+        else:
+            raise MigrationError(
+                f"line {statement.line}: COPY ... FROM stdin needs the psycopg driver "
+                "(the default) to send its data — use postgresql+psycopg URLs"
+            )
+    finally:
+        cursor.close()
+
+
 def run_statements(
     connection: Connection, statements: Iterator[Statement] | Sequence[Statement], source: str
 ) -> None:
@@ -386,14 +435,20 @@ def run_statements(
     try:
         for number, statement in enumerate(statements, start=1):
             try:
-                connection.exec_driver_sql(statement.sql, execution_options={"no_parameters": True})
-            except DBAPIError as exc:
+                if statement.copy_data is None:
+                    connection.exec_driver_sql(
+                        statement.sql, execution_options={"no_parameters": True}
+                    )
+                else:
+                    _copy_in(connection, statement)
+            except (DBAPIError, _driver_error(connection)) as exc:
                 snippet = " ".join(statement.sql.split())
                 if len(snippet) > 300:
                     snippet = snippet[:297] + "..."
+                reason = exc.orig if isinstance(exc, DBAPIError) else exc
                 raise MigrationError(
                     f"{source}, statement {number} (line {statement.line}) failed: "
-                    f"{str(exc.orig).strip()}\n    {snippet}"
+                    f"{str(reason).strip()}\n    {snippet}"
                 ) from exc
     except SqlSplitError as exc:
         raise MigrationError(
