@@ -466,7 +466,8 @@ def setting_value(name: str, stored: str) -> sql.Composable:
     """
     if name.lower() not in _LIST_SETTINGS:
         return sql.Literal(stored)
-    return sql.SQL(", ").join(sql.Literal(element) for element in split_name_list(stored))
+    elements = split_name_list(stored) or [""]
+    return sql.SQL(", ").join(sql.Literal(element) for element in elements)
 
 
 def split_name_list(stored: str) -> list[str]:
