@@ -434,6 +434,151 @@ def test_sql_directory_template_follows_its_files(
     assert copies[0]["rows"]["books"] == 1
 
 
+POSTGRES_AS_PSQL = r"""-- {token}
+CREATE TYPE mood AS ENUM ('sad');
+ALTER TYPE mood ADD VALUE 'happy';
+-- Using the value just added needs the statement before committed, as psql does.
+CREATE TABLE notes (id serial PRIMARY KEY, body text NOT NULL, mood mood DEFAULT 'happy');
+INSERT INTO notes (body) VALUES ('C:\dir\'), ('it''s; fine'), (E'tab\t; \\ and \'quoted\'');
+-- psql follows the server: with this off, '' strings take backslash escapes.
+SET standard_conforming_strings = off;
+INSERT INTO notes (body) VALUES ('old\'style; escape');
+SET standard_conforming_strings = on;
+CREATE FUNCTION shout(t text) RETURNS text LANGUAGE plpgsql AS $body$
+BEGIN
+    -- a ; and a ' in a comment, $$ in a body
+    RETURN upper(t) || '!;$$';
+END;
+$body$;
+CREATE FUNCTION add_one(x int) RETURNS int LANGUAGE sql IMMUTABLE
+BEGIN ATOMIC
+    SELECT CASE WHEN x IS NULL THEN 0 ELSE x + 1 END;
+END;
+CREATE PROCEDURE add_note(b text) LANGUAGE sql
+BEGIN ATOMIC
+    INSERT INTO notes (body) VALUES (b);
+    INSERT INTO notes (body) VALUES (b || '; again');
+END;
+/* a nested /* comment; */ still a comment */
+CREATE INDEX CONCURRENTLY notes_body_idx ON notes (body);
+-- Data inline, as pg_dump writes it.
+CREATE TABLE copied (id int, label text);
+COPY public.copied (id, label) FROM stdin;
+1{tab}semi; colon and 'quote
+2{tab}\N
+\.
+"""
+
+MARIADB_AS_MYSQL = r"""-- {token}
+CREATE TABLE accounts (
+    id int PRIMARY KEY AUTO_INCREMENT, owner varchar(100), balance int NOT NULL DEFAULT 0
+);
+CREATE TABLE audit (id int PRIMARY KEY AUTO_INCREMENT, note varchar(200));
+# a hash comment; with a ' quote
+DELIMITER //
+CREATE PROCEDURE deposit(IN who int, IN amount int)
+BEGIN
+    UPDATE accounts SET balance = balance + amount WHERE id = who;
+    INSERT INTO audit (note) VALUES (CONCAT('deposit; ', amount));
+END //
+CREATE TRIGGER accounts_opened AFTER INSERT ON accounts FOR EACH ROW
+BEGIN
+    INSERT INTO audit (note) VALUES (CONCAT('opened ', NEW.owner, ';'));
+END//
+DELIMITER ;
+DELIMITER $$
+CREATE FUNCTION twice(x int) RETURNS int DETERMINISTIC
+BEGIN
+    RETURN x * 2;
+END$$
+DELIMITER ;
+INSERT INTO accounts (owner, balance) VALUES ('it\'s; ada', 10), ("say \"hi\"", 20), ('b\\', 30);
+-- The mysql client follows the server: with NO_BACKSLASH_ESCAPES, '\' is a whole string.
+SET @saved_mode = @@sql_mode;
+SET sql_mode = CONCAT(@@sql_mode, ',NO_BACKSLASH_ESCAPES');
+INSERT INTO accounts (owner, balance) VALUES ('C:\dir\', 40);
+SET sql_mode = @saved_mode;
+/*!40101 SET @freshdb_unused = 1 */;
+"""
+
+
+def test_sql_files_run_as_psql_runs_them(
+    tmp_path: Path, run_prefix: str, postgres_image: str
+) -> None:
+    schema = POSTGRES_AS_PSQL.format(token=secrets.token_hex(6), tab="\t")
+    (tmp_path / "schema.sql").write_text(schema)
+    with server_for("postgres", postgres_image, run_prefix, tmp_path, pool_size=1) as server:
+        for _ in range(2):  # each copy works on its own
+            with server.database() as db, db.engine().begin() as conn:
+                bodies = conn.exec_driver_sql("SELECT body, mood FROM notes ORDER BY id").all()
+                assert [tuple(row) for row in bodies] == [
+                    ("C:\\dir\\", "happy"),
+                    ("it's; fine", "happy"),
+                    ("tab\t; \\ and 'quoted'", "happy"),
+                    ("old'style; escape", "happy"),
+                ]
+                assert conn.exec_driver_sql("SELECT shout('hi')").scalar() == "HI!;$$"
+                assert conn.exec_driver_sql("SELECT add_one(41), add_one(NULL)").one() == (42, 0)
+                conn.exec_driver_sql("CALL add_note('x')")
+                assert conn.exec_driver_sql(
+                    "SELECT body FROM notes WHERE id > 4 ORDER BY id"
+                ).scalars().all() == ["x", "x; again"]
+                valid = conn.exec_driver_sql(
+                    "SELECT indisvalid FROM pg_index WHERE indexrelid = 'notes_body_idx'::regclass"
+                ).scalar()
+                assert valid is True
+                copied = conn.exec_driver_sql("SELECT id, label FROM copied ORDER BY id").all()
+                assert [tuple(row) for row in copied] == [(1, "semi; colon and 'quote"), (2, None)]
+
+
+def test_sql_files_run_as_the_mysql_client_runs_them(
+    tmp_path: Path, run_prefix: str, mariadb_image: str
+) -> None:
+    (tmp_path / "schema.sql").write_text(MARIADB_AS_MYSQL.format(token=secrets.token_hex(6)))
+    with server_for("mariadb", mariadb_image, run_prefix, tmp_path, pool_size=1) as server:
+        for _ in range(2):  # each copy has its own routines, trigger and rows
+            with server.database() as db, db.engine().begin() as conn:
+                owners = conn.exec_driver_sql("SELECT owner, balance FROM accounts ORDER BY id")
+                assert [tuple(row) for row in owners] == [
+                    ("it's; ada", 10),
+                    ('say "hi"', 20),
+                    ("b\\", 30),
+                    ("C:\\dir\\", 40),
+                ]
+                conn.exec_driver_sql("CALL deposit(1, 5)")
+                assert (
+                    conn.exec_driver_sql("SELECT balance FROM accounts WHERE id = 1").scalar() == 15
+                )
+                conn.exec_driver_sql("INSERT INTO accounts (owner) VALUES ('eve')")
+                assert conn.exec_driver_sql("SELECT twice(21)").scalar() == 42
+                notes = conn.exec_driver_sql("SELECT note FROM audit ORDER BY id").scalars().all()
+                assert notes == [
+                    "opened it's; ada;",
+                    'opened say "hi";',
+                    "opened b\\;",
+                    "opened C:\\dir\\;",
+                    "deposit; 5",
+                    "opened eve;",
+                ]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_sql_file_that_never_ends_names_file_and_line(
+    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+) -> None:
+    schema = tmp_path / "broken.sql"
+    schema.write_text(
+        f"-- {secrets.token_hex(6)}\nCREATE TABLE ok_so_far (x int);\n\n"
+        "INSERT INTO ok_so_far VALUES (1);\nSELECT 'never closed;\nSELECT 2;\n"
+    )
+    image = image_for(engine, postgres_image, mariadb_image)
+    server = server_for(engine, image, run_prefix, schema, pool_size=0)
+    with pytest.raises(MigrationError) as caught:
+        server.start()
+    message = str(caught.value)
+    assert f"{schema}, line 5 (after statement 2): unterminated quoted string" in message
+
+
 # -- Django ---------------------------------------------------------------------------------
 DJANGO_BUILD = """
     import json, sys

@@ -376,3 +376,81 @@ def test_a_copys_first_connection_was_opened_before_it_was_handed_out(
         assert backend_start < handed_out
         with db.engine().connect() as second:  # later connections are made as usual
             assert second.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+DATABASE_SETTINGS_SQL = '''-- {token}
+CREATE SCHEMA app;
+CREATE SCHEMA "Odd ""Schema""";
+CREATE TABLE app.widgets (name text);
+INSERT INTO app.widgets VALUES ('in app');
+CREATE TABLE "Odd ""Schema""".gadgets (name text);
+INSERT INTO "Odd ""Schema""".gadgets VALUES ('in the odd one');
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'freshdb_test_settings') THEN
+        CREATE ROLE freshdb_test_settings NOLOGIN;
+    END IF;
+    EXECUTE format('ALTER DATABASE %I SET search_path = app, %I, public',
+                   current_database(), 'Odd "Schema"');
+    EXECUTE format('ALTER DATABASE %I SET temp_tablespaces = pg_default, pg_default',
+                   current_database());
+    EXECUTE format('ALTER DATABASE %I SET DateStyle = ISO, DMY', current_database());
+    EXECUTE format('ALTER ROLE freshdb_test_settings IN DATABASE %I SET search_path = %I, app',
+                   current_database(), 'Odd "Schema"');
+END
+$$;
+'''
+
+
+def role_settings(server: freshdb.DatabaseServer, database: str) -> list[tuple[str, list[str]]]:
+    with admin(server).connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT CASE WHEN s.setrole = 0 THEN '' ELSE s.setrole::regrole::text END, "
+            "s.setconfig FROM pg_db_role_setting s JOIN pg_database d ON d.oid = s.setdatabase "
+            "WHERE d.datname = %(name)s ORDER BY 1",
+            {"name": database},
+        ).all()
+    return [(str(role), list(config)) for role, config in rows]
+
+
+def test_list_valued_database_settings_copy_as_lists(
+    tmp_path: Path, run_prefix: str, postgres_image: str
+) -> None:
+    schema = tmp_path / "settings.sql"
+    schema.write_text(DATABASE_SETTINGS_SQL.format(token=os.urandom(6).hex()))
+    with freshdb.DatabaseServer(
+        "postgres",
+        schema=schema,
+        image=postgres_image,
+        mode="sticky",
+        prefix=run_prefix,
+        pool_size=1,
+    ) as server:
+        template = role_settings(server, server.template)
+        # What the template holds: lists of names, each element quoted where needed.
+        assert template == [
+            (
+                "",
+                [
+                    'search_path=app, "Odd ""Schema""", public',
+                    "temp_tablespaces=pg_default, pg_default",
+                    "DateStyle=iso, dmy",
+                ],
+            ),
+            ("freshdb_test_settings", ['search_path="Odd ""Schema""", app']),
+        ]
+        with server.database() as db:
+            assert role_settings(server, db.name) == template
+            with db.engine().connect() as conn:
+                assert conn.exec_driver_sql("SHOW search_path").scalar() == (
+                    'app, "Odd ""Schema""", public'
+                )
+                assert conn.exec_driver_sql("SHOW temp_tablespaces").scalar() == (
+                    "pg_default, pg_default"
+                )
+                assert conn.exec_driver_sql("SHOW DateStyle").scalar() == "ISO, DMY"
+                # Unqualified names resolve through every element of the list.
+                assert conn.exec_driver_sql("SELECT name FROM widgets").scalar() == "in app"
+                assert conn.exec_driver_sql("SELECT name FROM gadgets").scalar() == (
+                    "in the odd one"
+                )

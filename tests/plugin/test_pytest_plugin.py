@@ -431,11 +431,102 @@ def test_savepoint_mode_leaves_nothing_behind_for_the_next_test(
         "-p",
         "no:randomly",
     )
-    result.assert_outcomes(passed=6)
+    # Test 5 committed the outer transaction: it fails (at teardown), the rest pass.
+    result.assert_outcomes(passed=6, errors=1)
+    result.stdout.fnmatch_lines(["*ERROR at teardown of test_5_commits_the_outer_transaction*"])
     databases = records(inner_project)
     # One copy per worker for tests 1-5; the escaped commit got the worker a new one.
     assert len({databases[str(n)] for n in range(1, 6)}) == 1
     assert databases["6"] != databases["1"]
+
+
+LEAKS = {
+    "postgres COMMIT": ("postgres", 'freshdb_transaction.exec_driver_sql("COMMIT")'),
+    "mariadb COMMIT": ("mariadb", 'freshdb_transaction.exec_driver_sql("COMMIT")'),
+    "mariadb DDL": (
+        "mariadb",
+        'freshdb_transaction.exec_driver_sql("CREATE TABLE made_by_a_test (x int)")',
+    ),
+}
+
+
+@pytest.mark.parametrize("leak", list(LEAKS))
+def test_savepoint_mode_fails_a_test_that_commits_and_later_tests_see_no_leak(
+    inner_project: pytest.Pytester,
+    run_prefix: str,
+    postgres_image: str,
+    mariadb_image: str,
+    leak: str,
+) -> None:
+    engine, statement = LEAKS[leak]
+    if engine == "mariadb" and (reason := mysql_dialect_missing()):
+        pytest.skip(reason)
+    inner_project.makepyfile(
+        test_leaks=RECORD
+        + textwrap.dedent(
+            f"""
+            from sqlalchemy import inspect, text
+
+            COUNT = text("SELECT count(*) FROM items")
+            WRITE = text("INSERT INTO items (name) VALUES ('leaked?')")
+
+
+            def database_of(connection):
+                if connection.dialect.name == "postgresql":
+                    return connection.execute(text("SELECT current_database()")).scalar_one()
+                return connection.execute(text("SELECT DATABASE()")).scalar_one()
+
+
+            def test_1_commits_inside_savepoint_mode(freshdb_transaction):
+                record(1, database_of(freshdb_transaction))
+                freshdb_transaction.execute(WRITE)
+                {statement}
+                freshdb_transaction.execute(WRITE)
+                assert freshdb_transaction.execute(COUNT).scalar_one() == 3
+
+
+            def test_2_sees_only_the_template(freshdb_transaction):
+                record(2, database_of(freshdb_transaction))
+                assert freshdb_transaction.execute(COUNT).scalar_one() == 1
+                assert "made_by_a_test" not in inspect(freshdb_transaction).get_table_names()
+                freshdb_transaction.execute(WRITE)
+
+
+            def test_3_session_commits_stay_inside(freshdb_session):
+                record(3, database_of(freshdb_session.connection()))
+                assert freshdb_session.execute(COUNT).scalar_one() == 1
+                freshdb_session.execute(WRITE)
+                freshdb_session.commit()
+
+
+            def test_4_still_sees_only_the_template(freshdb_transaction):
+                record(4, database_of(freshdb_transaction))
+                assert freshdb_transaction.execute(COUNT).scalar_one() == 1
+            """
+        ),
+    )
+    image = postgres_image if engine == "postgres" else mariadb_image
+    result = run(
+        inner_project,
+        f"--freshdb-engine={engine}",
+        f"--freshdb-image={image}",
+        "--freshdb-mode=sticky",
+        f"--freshdb-prefix={run_prefix}",
+        "-p",
+        "no:randomly",
+    )
+    result.assert_outcomes(passed=4, errors=1)
+    result.stdout.fnmatch_lines(
+        [
+            "*ERROR at teardown of test_1_commits_inside_savepoint_mode*",
+            "*this test ended the transaction it runs in*Use the `freshdb` fixture*",
+        ]
+    )
+    databases = records(inner_project)
+    # The leaking test's copy was replaced; tests 2-4 share the new one (a commit
+    # through freshdb_session stays inside the test and replaces nothing).
+    assert databases["2"] != databases["1"]
+    assert databases["2"] == databases["3"] == databases["4"]
 
 
 # -- other servers ----------------------------------------------------------------------

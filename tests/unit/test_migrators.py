@@ -1,4 +1,4 @@
-"""Fingerprints change exactly when the schema would change; SQL splits correctly."""
+"""Fingerprints change exactly when the schema would change."""
 
 from __future__ import annotations
 
@@ -15,7 +15,6 @@ from freshdb.migrators import (
     MetadataMigrator,
     SqlMigrator,
     as_migrator,
-    split_statements,
 )
 
 
@@ -108,22 +107,3 @@ def test_bad_schema_says_what_to_do(schema: object, message: str) -> None:
 def test_empty_sql_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"no \.sql files"):
         SqlMigrator(tmp_path).files()
-
-
-def test_split_statements_respects_quotes_comments_and_bodies() -> None:
-    text = """-- leading comment
-CREATE TABLE a (x text default 'a;b');
-CREATE FUNCTION f() RETURNS int AS $body$ SELECT 1; $body$ LANGUAGE sql;
-/* block; */ INSERT INTO a VALUES ('it''s; ok');
-INSERT INTO "we;ird" VALUES (1);
-DELIMITER //
-CREATE PROCEDURE p() BEGIN SELECT 1; SELECT 2; END //
-DELIMITER ;
-SELECT 3
-"""
-    statements = list(split_statements(text))
-    assert [s.line for s in statements] == [1, 3, 4, 5, 7, 9]
-    assert statements[1].sql.endswith("LANGUAGE sql")
-    assert "SELECT 1; SELECT 2; END" in statements[4].sql
-    assert statements[-1].sql == "SELECT 3"
-    assert list(split_statements("-- only a comment\n;\n")) == []

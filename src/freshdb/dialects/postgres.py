@@ -41,6 +41,20 @@ from freshdb.naming import (
 MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# Settings whose value is a list of names: the server keeps them as one string with
+# each element quoted as an identifier where needed (`search_path=app, "My Schema"`),
+# so they must be given back element by element, or the list becomes a single name.
+# The server does not expose this flag (GUC_LIST_QUOTE); pg_dump keeps the same list.
+_LIST_SETTINGS = frozenset(
+    {
+        "search_path",
+        "temp_tablespaces",
+        "session_preload_libraries",
+        "shared_preload_libraries",
+        "local_preload_libraries",
+        "unix_socket_directories",
+    }
+)
 # What the server says when max_connections is reached (SQLSTATE 53300), to anyone
 # and to all but superusers (the wording changed in Postgres 16).
 _TOO_MANY_CONNECTIONS = (
@@ -352,21 +366,28 @@ class PostgresDialect(Dialect):
 
     def copy_recipe(self, conn: DBAPIConnection, template: str) -> CopyRecipe:
         statements: list[str] = []
+        # ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET: a clone has none.
         settings = self.rows(
             conn,
-            "SELECT unnest(s.setconfig) FROM pg_db_role_setting s "
-            "JOIN pg_database d ON d.oid = s.setdatabase "
-            "WHERE d.datname = %s AND s.setrole = 0",
+            "SELECT CASE WHEN s.setrole = 0 THEN NULL ELSE s.setrole::regrole::text END, "
+            "unnest(s.setconfig) FROM pg_db_role_setting s "
+            "JOIN pg_database d ON d.oid = s.setdatabase WHERE d.datname = %s "
+            "ORDER BY s.setrole",
             (template,),
         )
-        for (entry,) in settings:
+        for role, entry in settings:
             key, _, value = str(entry).partition("=")
-            if _SETTING_NAME.match(key):
-                statements.append(
-                    sql.SQL("ALTER DATABASE {{name}} SET {} = {}")
-                    .format(sql.Identifier(key), sql.Literal(value))
-                    .as_string(_pg(conn))
-                )
+            if not _SETTING_NAME.match(key):
+                continue
+            scope: sql.Composable = sql.SQL("DATABASE {name}")
+            if role is not None:
+                # regrole::text is already quoted as an identifier where needed.
+                scope = sql.SQL("ROLE {} IN DATABASE {{name}}").format(sql.SQL(str(role)))
+            statements.append(
+                sql.SQL("ALTER {} SET {} = {}")
+                .format(scope, sql.Identifier(key), setting_value(key, value))
+                .as_string(_pg(conn))
+            )
         acl = self.scalar(
             conn, "SELECT datacl IS NOT NULL FROM pg_database WHERE datname = %s", (template,)
         )
@@ -453,3 +474,45 @@ class PostgresDialect(Dialect):
         except psycopg.Error:
             return {}
         return {str(name): created for name, created in rows}
+
+
+def setting_value(name: str, stored: str) -> sql.Composable:
+    """The value of a stored database setting, as ``SET name = <this>`` must give it.
+
+    A list setting (``search_path``) comes back as one literal per element, so
+    ``app, public`` stays two schemas; any other setting is one literal, as stored.
+    """
+    if name.lower() not in _LIST_SETTINGS:
+        return sql.Literal(stored)
+    elements = split_name_list(stored) or [""]
+    return sql.SQL(", ").join(sql.Literal(element) for element in elements)
+
+
+def split_name_list(stored: str) -> list[str]:
+    """Split a stored list of names (``app, "My ""odd"" schema", public``), unquoting."""
+    elements: list[str] = []
+    i, length = 0, len(stored)
+    while i < length:
+        while i < length and stored[i] in " \t":
+            i += 1
+        if i < length and stored[i] == '"':
+            element, i = "", i + 1
+            while i < length:
+                if stored[i] == '"':
+                    if stored.startswith('""', i):
+                        element += '"'
+                        i += 2
+                        continue
+                    i += 1
+                    break
+                element += stored[i]
+                i += 1
+            comma = stored.find(",", i)
+        else:
+            comma = stored.find(",", i)
+            element = stored[i : length if comma == -1 else comma].strip()
+        elements.append(element)
+        if comma == -1:
+            break
+        i = comma + 1
+    return elements

@@ -1,11 +1,18 @@
-"""Plain ``.sql`` files: a file, or a directory of them applied in name order."""
+"""Plain ``.sql`` files: a file, or a directory of them applied in name order.
+
+Files run the way ``psql`` and the ``mysql`` client run them: statement by statement,
+each committed on its own (so ``CREATE INDEX CONCURRENTLY`` works, and an enum value
+added by one statement can be used by the next), split where those clients split.
+"""
 
 from __future__ import annotations
 
 import dataclasses
+import io
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any, Literal
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
@@ -13,102 +20,302 @@ from sqlalchemy.exc import DBAPIError
 from freshdb.errors import ConfigurationError, MigrationError
 from freshdb.migrators.base import digest
 
-_DELIMITER_LINE = re.compile(r"DELIMITER[ \t]+(\S+)[ \t]*(?=\n|$)", re.IGNORECASE)
-_DOLLAR_TAG = re.compile(r"\$[A-Za-z_][A-Za-z0-9_]*\$|\$\$")
+SqlFamily = Literal["postgres", "mysql"]
+
+_WORD = re.compile(r"[A-Za-z_\x80-\uffff][A-Za-z0-9_$\x80-\uffff]*")
+_DOLLAR_TAG = re.compile(r"\$(?:[A-Za-z_\x80-\uffff][A-Za-z0-9_\x80-\uffff]*)?\$")
+_DELIMITER_DIRECTIVE = re.compile(r"delimiter(?=[ \t\r\n]|$)[ \t]*([^ \t\r\n]*)[^\n]*", re.I)
+_META_COMMAND = re.compile(r"\\([A-Za-z!?]*)[^\n]*")
+# psql meta-commands that change nothing for a migration run statement by statement
+# that stops at the first error; pg_dump writes \restrict and \unrestrict.
+_HARMLESS_META_COMMANDS = re.compile(
+    r"\\(?:restrict|unrestrict)\b[^\n]*|\\set[ \t]+ON_ERROR_STOP\b[^\n]*", re.I
+)
+_COPY_FROM_STDIN = re.compile(r"COPY\b.*\bFROM\s+STDIN\b", re.I | re.S)
+_ROUTINE_START = (("create", "function"), ("create", "procedure"))
+_ROUTINE_START_OR_REPLACE = (
+    ("create", "or", "replace", "function"),
+    ("create", "or", "replace", "procedure"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Statement:
-    """One SQL statement of a file, and the line it starts on."""
+    """One SQL statement of a file, and the line its code starts on.
+
+    ``copy_data`` is the inline data of a ``COPY … FROM stdin`` (the lines up to
+    ``\\.``, as pg_dump writes them), or None.
+    """
 
     sql: str
     line: int
+    copy_data: str | None = None
 
 
-def split_statements(text: str) -> Iterator[Statement]:
-    """Split SQL text into statements at top-level delimiters.
+class SqlSplitError(ValueError):
+    """SQL text that a client would not run: an unterminated string, comment or body."""
 
-    Understands quoted strings and identifiers, dollar quotes (Postgres function
-    bodies), ``--`` and ``/* */`` comments, and the ``DELIMITER`` directive of the
-    mysql client (for MySQL routines and triggers).
+    def __init__(self, message: str, line: int) -> None:
+        super().__init__(message)
+        self.line = line
+
+
+def split_statements(text: str, family: SqlFamily = "postgres") -> Iterator[Statement]:
+    """Split SQL text into statements where ``psql`` (or the ``mysql`` client) would.
+
+    Both families: ``'…'`` strings with doubled quotes, quoted identifiers, ``--`` and
+    ``/* */`` comments. ``postgres``: standard-conforming strings (``'\\'`` is a whole
+    string), ``E'…'`` strings with backslash escapes, dollar quotes (``$$``,
+    ``$tag$``), nested comments, no split inside parentheses or the ``BEGIN ATOMIC …
+    END`` body of a function or procedure. ``mysql``: backslash escapes in ``'…'`` and
+    ``"…"``, `````…````` identifiers, ``#`` comments, ``/*! … */`` executable
+    comments, and the client's ``DELIMITER`` directive for routines and triggers.
+
+    Raises :class:`SqlSplitError` for text that never ends (an unterminated string,
+    dollar quote or comment) and for psql meta-commands, which are not SQL.
     """
-    delimiter = ";"
-    i, start, line, start_line = 0, 0, 1, 1
-    length = len(text)
+    return StatementSplitter(text, family).statements()
 
-    def flush(end: int) -> Statement | None:
-        body = text[start:end].strip()
-        if not body or not _has_code(body):
-            return None
-        return Statement(body, start_line)
 
-    while i < length:
-        char = text[i]
-        if char == "\n":
-            line += 1
-        if text[start:i].strip() == "" and char not in " \t\r\n":
-            start_line = line
-            directive = _DELIMITER_LINE.match(text, i)
-            if directive:
-                delimiter = directive.group(1)
-                i = directive.end()
-                start = i
+class StatementSplitter:
+    """One lazy pass over SQL text; the statement under way is ``text[start:i]``.
+
+    :attr:`backslash_escapes` says whether ``'…'`` strings take backslash escapes
+    (Postgres with ``standard_conforming_strings`` off; MySQL unless ``sql_mode`` has
+    ``NO_BACKSLASH_ESCAPES``). Like the clients, which follow the server's state, the
+    caller may change it between statements: the next statement is read only when
+    asked for.
+    """
+
+    def __init__(self, text: str, family: SqlFamily) -> None:
+        self.text = text
+        self.postgres = family == "postgres"
+        self.backslash_escapes = not self.postgres
+        self.delimiter = ";"
+        self.i = 0
+        self.line = 1
+        self._new_statement()
+
+    def _new_statement(self) -> None:
+        self.start: int | None = None  # where the statement's code begins
+        self.start_line = self.line
+        self.parentheses = 0
+        self.routine_words: list[str] = []
+        self.block_depth = 0  # BEGIN [ATOMIC] ... END (and CASE ... END inside it)
+
+    def _code_here(self) -> None:
+        if self.start is None:
+            self.start = self.i
+            self.start_line = self.line
+
+    def _skip_to(self, end: int) -> None:
+        self.line += self.text.count("\n", self.i, end)
+        self.i = end
+
+    def statements(self) -> Iterator[Statement]:
+        """The statements, each read when asked for."""
+        text, length = self.text, len(self.text)
+        while self.i < length:
+            char = text[self.i]
+            if char in " \t\r\n\f":
+                self.line += char == "\n"
+                self.i += 1
+            elif (self.start is None and self._directive()) or self._comment():
                 continue
-        if text.startswith("--", i):
+            elif self._at_delimiter():
+                statement = self._finish(self.i)
+                self.i += len(self.delimiter)
+                if statement and self.postgres and _COPY_FROM_STDIN.match(statement.sql):
+                    statement = dataclasses.replace(statement, copy_data=self._copy_data())
+                if statement:
+                    yield statement
+            elif char in "'\"`" or (char == "$" and self.postgres):
+                self._code_here()
+                self._quoted()
+            elif self.postgres and _WORD.match(text, self.i):
+                self._code_here()
+                self._word()
+            else:
+                self._code_here()
+                if self.postgres and char == "(":
+                    self.parentheses += 1
+                elif self.postgres and char == ")":
+                    self.parentheses = max(0, self.parentheses - 1)
+                self.i += 1
+        statement = self._finish(length)
+        if statement:
+            yield statement
+
+    def _finish(self, end: int) -> Statement | None:
+        statement = None
+        if self.start is not None:
+            statement = Statement(self.text[self.start : end].strip(), self.start_line)
+        self._new_statement()
+        return statement
+
+    def _copy_data(self) -> str:
+        """The lines after a COPY ... FROM stdin up to the line ``\\.``, as psql reads them."""
+        text, start_line = self.text, self.line
+        end_of_line = text.find("\n", self.i)
+        self._skip_to(len(text) if end_of_line == -1 else end_of_line + 1)
+        start = self.i
+        while self.i < len(text):
+            end_of_line = text.find("\n", self.i)
+            line_end = len(text) if end_of_line == -1 else end_of_line
+            if text[self.i : line_end].rstrip("\r") == "\\.":
+                data = text[start : self.i]
+                self._skip_to(line_end)
+                return data
+            self._skip_to(line_end if end_of_line == -1 else line_end + 1)
+        raise SqlSplitError("COPY ... FROM stdin data does not end with a line \\.", start_line)
+
+    def _at_delimiter(self) -> bool:
+        if not self.text.startswith(self.delimiter, self.i):
+            return False
+        # psql sends nothing while a parenthesis or a routine body is open.
+        return not self.postgres or (self.parentheses == 0 and self.block_depth == 0)
+
+    def _directive(self) -> bool:
+        """Client commands at the start of a statement: mysql's DELIMITER, psql's \\x."""
+        text = self.text
+        if not self.postgres:
+            directive = _DELIMITER_DIRECTIVE.match(text, self.i)
+            if directive is None:
+                return False
+            if not directive.group(1):
+                raise SqlSplitError(
+                    "DELIMITER must be followed by the new delimiter (e.g. DELIMITER //)",
+                    self.line,
+                )
+            self.delimiter = directive.group(1)
+            self.i = directive.end()
+            return True
+        if text[self.i] != "\\":
+            return False
+        harmless = _HARMLESS_META_COMMANDS.match(text, self.i)
+        if harmless:
+            self.i = harmless.end()
+            return True
+        command = _META_COMMAND.match(text, self.i)
+        shown = command.group(0).strip() if command else "\\"
+        raise SqlSplitError(
+            f"psql meta-command {shown!r} is not SQL and cannot run here — remove it, or "
+            "build this part of the schema with a callable schema (schema=callable(conn))",
+            self.line,
+        )
+
+    def _comment(self) -> bool:
+        text, i = self.text, self.i
+        line_comment = text.startswith("--", i) and (
+            self.postgres or i + 2 >= len(text) or text[i + 2] in " \t\r\n\f"
+        )
+        if line_comment or (text[i] == "#" and not self.postgres):
             end = text.find("\n", i)
-            i = length if end == -1 else end
-            continue
-        if text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            end = length if end == -1 else end + 2
-            line += text.count("\n", i, end)
-            i = end
-            continue
-        if char in "'\"`":
-            end = _end_of_quote(text, i, char)
-            line += text.count("\n", i, end)
-            i = end
-            continue
+            self.i = len(text) if end == -1 else end
+            return True
+        if not text.startswith("/*", i):
+            return False
+        if not self.postgres and text.startswith(("/*!", "/*M!"), i):
+            # An executable comment: the mysql client sends it, the server runs it.
+            self._code_here()
+        close = self._end_of_block_comment(i)
+        if close is None:
+            raise SqlSplitError("unterminated /* comment", self.line)
+        self._skip_to(close)
+        return True
+
+    def _end_of_block_comment(self, i: int) -> int | None:
+        text = self.text
+        if not self.postgres:  # MySQL comments do not nest
+            close = text.find("*/", i + 2)
+            return None if close == -1 else close + 2
+        depth, j = 0, i
+        while j < len(text):
+            if text.startswith("/*", j):
+                depth += 1
+                j += 2
+            elif text.startswith("*/", j):
+                depth -= 1
+                j += 2
+                if depth == 0:
+                    return j
+            else:
+                j += 1
+        return None
+
+    def _quoted(self) -> None:
+        text, i = self.text, self.i
+        char = text[i]
         if char == "$":
             tag = _DOLLAR_TAG.match(text, i)
-            if tag:
-                close = text.find(tag.group(0), tag.end())
-                end = length if close == -1 else close + len(tag.group(0))
-                line += text.count("\n", i, end)
-                i = end
-                continue
-        if text.startswith(delimiter, i):
-            statement = flush(i)
-            if statement:
-                yield statement
-            i += len(delimiter)
-            start = i
-            continue
-        i += 1
-    statement = flush(length)
-    if statement:
-        yield statement
+            if tag is None:  # $1 and the like: a parameter, not a quote
+                self.i += 1
+                return
+            close = text.find(tag.group(0), tag.end())
+            if close == -1:
+                raise SqlSplitError(f"unterminated dollar-quoted string {tag.group(0)}", self.line)
+            self._skip_to(close + len(tag.group(0)))
+            return
+        # Postgres "…" is an identifier; MySQL's "…" is a string like '…'.
+        backslashes = self.backslash_escapes and (
+            char == "'" or (char == '"' and not self.postgres)
+        )
+        end = _end_of_quote(text, i, char, backslashes)
+        if end is None:
+            kind = "identifier" if char == "`" or (char == '"' and self.postgres) else "string"
+            raise SqlSplitError(f"unterminated quoted {kind} starting with {char}", self.line)
+        self._skip_to(end)
+
+    def _word(self) -> None:
+        """A keyword or identifier: E'' strings, and BEGIN ... END of routine bodies."""
+        text = self.text
+        match = _WORD.match(text, self.i)
+        assert match is not None
+        word = match.group(0).lower()
+        self.i = match.end()
+        if word == "e" and text.startswith("'", self.i):
+            end = _end_of_quote(text, self.i, "'", backslashes=True)
+            if end is None:
+                raise SqlSplitError("unterminated E'' string", self.line)
+            self._skip_to(end)
+            return
+        if len(self.routine_words) < 4:
+            self.routine_words.append(word)
+        if self.parentheses or not self._in_routine_definition():
+            return
+        if word == "begin":
+            self.block_depth += 1
+        elif word == "case" and self.block_depth:
+            self.block_depth += 1  # CASE ... END inside a body
+        elif word == "end" and self.block_depth:
+            self.block_depth -= 1
+
+    def _in_routine_definition(self) -> bool:
+        words = tuple(self.routine_words)
+        return words[:2] in _ROUTINE_START or words[:4] in _ROUTINE_START_OR_REPLACE
 
 
-def _end_of_quote(text: str, i: int, quote: str) -> int:
+def _end_of_quote(text: str, i: int, quote: str, backslashes: bool) -> int | None:
+    """Index just past the quote opened at ``i`` (doubled quotes stay inside)."""
     j = i + 1
-    while j < len(text):
-        if text[j] == "\\" and quote == "'":
+    length = len(text)
+    while j < length:
+        char = text[j]
+        if backslashes and char == "\\":
             j += 2
             continue
-        if text[j] == quote:
-            if text.startswith(quote * 2, j):
+        if char == quote:
+            if j + 1 < length and text[j + 1] == quote:
                 j += 2
                 continue
             return j + 1
         j += 1
-    return len(text)
+    return None
 
 
-def _has_code(body: str) -> bool:
-    without_comments = re.sub(r"/\*.*?\*/", "", body, flags=re.DOTALL)
-    without_comments = re.sub(r"--[^\n]*", "", without_comments)
-    return bool(without_comments.strip())
+def sql_family(connection: Connection) -> SqlFamily:
+    """Which client's splitting rules fit the server behind ``connection``."""
+    return "mysql" if connection.dialect.name in ("mysql", "mariadb") else "postgres"
 
 
 class SqlMigrator:
@@ -145,22 +352,106 @@ class SqlMigrator:
         return digest(*parts)
 
     def migrate(self, connection: Connection) -> None:
-        for file in self.files():
-            run_statements(connection, split_statements(file.read_text()), source=str(file))
+        family = sql_family(connection)
+        # What ran before (another migrator of a composed schema) is kept; the files
+        # then run as the clients run them, each statement committed on its own.
+        if connection.in_transaction():
+            connection.commit()
+        previous = connection.get_execution_options().get("isolation_level")
+        connection.execution_options(isolation_level="AUTOCOMMIT")
+        try:
+            for file in self.files():
+                splitter = StatementSplitter(file.read_text(), family)
+                run_statements(connection, _following_the_session(connection, splitter), str(file))
+        finally:
+            if connection.in_transaction():
+                connection.rollback()  # nothing is pending in autocommit mode
+            connection.execution_options(
+                isolation_level=previous or connection.default_isolation_level
+            )
+
+
+# pymysql's SERVER_STATUS_NO_BACKSLASH_ESCAPES: the server tells every reply whether
+# sql_mode has NO_BACKSLASH_ESCAPES, and the mysql client reads strings accordingly.
+_MYSQL_NO_BACKSLASH_ESCAPES = 512
+
+
+def _following_the_session(
+    connection: Connection, splitter: StatementSplitter
+) -> Iterator[Statement]:
+    """The splitter's statements, each read as the session left the one before it.
+
+    A file may switch string syntax midway (``SET standard_conforming_strings = off``,
+    ``SET sql_mode = 'NO_BACKSLASH_ESCAPES'``); psql and the mysql client follow what
+    the server reports after each statement, and so does this.
+    """
+    for statement in splitter.statements():
+        yield statement  # run_statements executes it before asking for the next
+        splitter.backslash_escapes = _backslash_escapes(connection, splitter.backslash_escapes)
+
+
+def _backslash_escapes(connection: Connection, current: bool) -> bool:
+    driver_connection = connection.connection.driver_connection
+    info = getattr(driver_connection, "info", None)  # psycopg 3
+    parameter_status = getattr(info, "parameter_status", None)
+    if callable(parameter_status):
+        standard = parameter_status("standard_conforming_strings")
+        return current if standard is None else str(standard) == "off"
+    server_status = getattr(driver_connection, "server_status", None)  # PyMySQL
+    if isinstance(server_status, int):
+        return not server_status & _MYSQL_NO_BACKSLASH_ESCAPES
+    return current  # another driver: keep the client's default
+
+
+def _driver_error(connection: Connection) -> type[Exception]:
+    error = getattr(connection.dialect.loaded_dbapi, "Error", None)
+    return error if isinstance(error, type) and issubclass(error, Exception) else DBAPIError
+
+
+def _copy_in(connection: Connection, statement: Statement) -> None:
+    """Run a COPY ... FROM stdin with its inline data, through the driver's copy API."""
+    data = statement.copy_data or ""
+    cursor: Any = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if hasattr(cursor, "copy"):  # psycopg 3
+            with cursor.copy(statement.sql) as copy:
+                copy.write(data)
+        elif hasattr(cursor, "copy_expert"):  # psycopg2
+            cursor.copy_expert(statement.sql, io.StringIO(data))
+        else:
+            raise MigrationError(
+                f"line {statement.line}: COPY ... FROM stdin needs the psycopg driver "
+                "(the default) to send its data — use postgresql+psycopg URLs"
+            )
+    finally:
+        cursor.close()
 
 
 def run_statements(
     connection: Connection, statements: Iterator[Statement] | Sequence[Statement], source: str
 ) -> None:
     """Execute statements one by one; a failure names the file, line and statement."""
-    for number, statement in enumerate(statements, start=1):
-        try:
-            connection.exec_driver_sql(statement.sql, execution_options={"no_parameters": True})
-        except DBAPIError as exc:
-            snippet = " ".join(statement.sql.split())
-            if len(snippet) > 300:
-                snippet = snippet[:297] + "..."
-            raise MigrationError(
-                f"{source}, statement {number} (line {statement.line}) failed: "
-                f"{str(exc.orig).strip()}\n    {snippet}"
-            ) from exc
+    number = 0
+    try:
+        for number, statement in enumerate(statements, start=1):
+            try:
+                if statement.copy_data is None:
+                    connection.exec_driver_sql(
+                        statement.sql, execution_options={"no_parameters": True}
+                    )
+                else:
+                    _copy_in(connection, statement)
+            except (DBAPIError, _driver_error(connection)) as exc:
+                snippet = " ".join(statement.sql.split())
+                if len(snippet) > 300:
+                    snippet = snippet[:297] + "..."
+                reason = exc.orig if isinstance(exc, DBAPIError) else exc
+                raise MigrationError(
+                    f"{source}, statement {number} (line {statement.line}) failed: "
+                    f"{str(reason).strip()}\n    {snippet}"
+                ) from exc
+    except SqlSplitError as exc:
+        raise MigrationError(
+            f"{source}, line {exc.line} (after statement {number}): {exc} — fix the file "
+            "so that psql or the mysql client would run it"
+        ) from exc

@@ -41,6 +41,7 @@ from freshdb.pytest_plugin.options import (
     marker_overrides,
     register_options,
 )
+from freshdb.pytest_plugin.savepoints import ENDED_TRANSACTION_MESSAGE, Outcome, SavepointTest
 from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry, ThrowawayBroker
 from freshdb.server import DatabaseServer
 
@@ -255,29 +256,33 @@ def freshdb_transaction(request: pytest.FixtureRequest) -> Iterator[Connection]:
     """Savepoint mode: a ``Connection`` inside a transaction rolled back after the test.
 
     Every test of a worker shares one copy of the template; the test runs inside an
-    outer transaction with a SAVEPOINT begun, and the rollback at the end undoes its
+    outer transaction with a SAVEPOINT set, and the rollback at the end undoes its
     writes. Cheaper than a copy per test, but only for code that stays inside the
-    transaction: use ``freshdb_session`` for code that calls ``commit()``. Sequences
-    are not rolled back, and MySQL/MariaDB commit implicitly on DDL. If the test
-    commits the outer transaction anyway, the worker's copy is replaced, so the next
-    test still starts fresh.
+    transaction: use ``freshdb_session`` for code that calls ``commit()``, and the
+    ``freshdb`` fixture for tests that commit or run DDL on MySQL/MariaDB (which
+    commits implicitly). Sequences are not rolled back. A test that commits anyway
+    fails with a message saying so, and the worker's copy is replaced, so the tests
+    after it still start fresh.
     """
     server = _server_for_test(request)
     registry = _registry(request)
     database = registry.shared_database(server)
     connection = database.engine().connect()
-    outer = connection.begin()
-    connection.begin_nested()
+    try:
+        test = SavepointTest(connection)
+    except BaseException:
+        connection.close()
+        raise
     try:
         yield connection
     finally:
-        committed = not outer.is_active
-        if outer.is_active:
-            outer.rollback()
+        outcome = test.end()
         connection.close()
         registry.note(server)
-        if committed:
+        if outcome is not Outcome.ROLLED_BACK:
             registry.replace_shared_database(server)
+    if outcome is Outcome.COMMITTED:
+        pytest.fail(ENDED_TRANSACTION_MESSAGE, pytrace=False)
 
 
 @pytest.fixture
