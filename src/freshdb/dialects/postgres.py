@@ -459,10 +459,16 @@ class PostgresDialect(Dialect):
         return None if value is None else str(value)
 
     def set_template_comment(self, conn: DBAPIConnection, template: str, comment: str) -> None:
-        # Comments live in a shared catalog: a sealed template's can change too.
-        _pg(conn).execute(
-            sql.SQL("COMMENT ON DATABASE {} IS {}").format(_ident(template), sql.Literal(comment))
-        )
+        # Comments live in a shared catalog: a sealed template's can change too. The
+        # comment's lock waits for clones in flight from the template (and new
+        # clones queue behind it): a short, bounded wait, else the use goes unrecorded.
+        with _pg(conn).transaction():
+            _pg(conn).execute("SET LOCAL lock_timeout = '5s'")
+            _pg(conn).execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    _ident(template), sql.Literal(comment)
+                )
+            )
 
     def database_created(
         self, conn: DBAPIConnection, names: Sequence[str]
