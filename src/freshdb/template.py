@@ -318,14 +318,15 @@ def _record(
 
 
 def read_templates(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str
+    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, drop_crashed: bool = False
 ) -> tuple[list[TemplateRecord], list[str]]:
     """The complete templates of ``prefix`` on a server, and those it could not read.
 
     Each template is read holding its build lock, taken without waiting: one being
     built, removed or taken into use right now is skipped (listed second), never
     read half-built. A MySQL template left incomplete by a builder that died (its
-    lock is free, its marker missing) is dropped: nobody can be building it.
+    lock is free, its marker missing) is skipped too, or with ``drop_crashed``
+    dropped: nobody can be building it.
     """
     records: list[TemplateRecord] = []
     busy: list[str] = []
@@ -341,8 +342,10 @@ def read_templates(
             continue
         try:
             if not dialect.template_is_complete(conn, template.name):
-                log.info("dropping %s, left by a builder that did not finish", template.name)
-                dialect.drop_database(conn, template.name)
+                busy.append(template.name)
+                if drop_crashed:
+                    log.info("dropping %s, left by a builder that did not finish", template.name)
+                    dialect.drop_database(conn, template.name)
                 continue
             metadata = read_metadata(dialect, conn, template.name)
             in_use = dialect.template_in_use(conn, template.fingerprint)
@@ -441,7 +444,7 @@ def prune_templates(
     """
     if len(dialect.our_databases(conn, prefix, ("template",))) <= keep:
         return []
-    records, _ = read_templates(dialect, conn, prefix)
+    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run)
     plan = plan_pruning(records, keep, retention_seconds, protect)
     if dry_run:
         return plan

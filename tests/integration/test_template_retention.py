@@ -298,3 +298,28 @@ def _down(prefix: str, postgres_image: str, mariadb_image: str) -> Iterator[None
         settings = settings_for(engine, image, prefix)
         with contextlib.suppress(FreshDBError):
             inventory.remove_sticky_servers(settings, every=True)
+
+
+def test_a_crashed_in_place_build_is_left_by_status_and_dropped_by_prune(
+    prefix: str, mariadb_image: str
+) -> None:
+    # MySQL builds in place: a builder killed mid-migration leaves the template's
+    # name without the completion marker, and its lock free.
+    with session("mariadb", mariadb_image, prefix, None, pool_size=0):
+        pass
+    settings = settings_for("mariadb", mariadb_image, prefix, keep_templates=1)
+    server = inventory.current_server(settings)
+    crashed = naming.template_name(prefix, secrets.token_hex(10))
+    conn = server.dialect.connect(server.address)
+    try:
+        server.dialect.create_database(conn, crashed)
+        server.dialect.scalar(conn, f"CREATE TABLE `{crashed}`.half_done (id INT)")
+        (info,) = [s for s in inventory.gather(settings) if s.engine == "mariadb"]
+        assert info.error is None and crashed not in {t.name for t in info.templates}
+        inventory.prune(settings, max_age=None, dry_run=True)
+        assert server.dialect.database_exists(conn, crashed)  # status and dry runs look only
+        inventory.prune(settings, max_age=None, dry_run=False)
+        assert not server.dialect.database_exists(conn, crashed)
+    finally:
+        server.dialect.drop_database(conn, crashed)
+        conn.close()
