@@ -76,6 +76,7 @@ def command_status(args: argparse.Namespace) -> int:
         document = {
             "prefix": None if args.all_prefixes else settings.prefix,
             "keep_templates": settings.keep_templates,
+            "template_retention": settings.template_retention,
             "servers": [server.as_dict() for server in servers],
         }
         print(json.dumps(document, indent=2))
@@ -87,7 +88,7 @@ def command_status(args: argparse.Namespace) -> int:
     for index, server in enumerate(servers):
         if index:
             print()
-        print(_server_text(server, settings.keep_templates))
+        print(_server_text(server, settings))
     return 0
 
 
@@ -216,7 +217,7 @@ def command_down(args: argparse.Namespace) -> int:
 
 
 # -- presentation ----------------------------------------------------------------------
-def _server_text(server: inventory.ServerInfo, keep_templates: int) -> str:
+def _server_text(server: inventory.ServerInfo, settings: Settings) -> str:
     facts = [server.engine, server.mode, server.status]
     if server.port is not None:
         facts.append(f"{server.host}:{server.port}" if server.host else f"port {server.port}")
@@ -241,11 +242,16 @@ def _server_text(server: inventory.ServerInfo, keep_templates: int) -> str:
     if server.error:
         lines.append(f"  databases unreadable: {server.error}")
     if server.templates:
-        lines.append(f"  templates (the {keep_templates} newest are kept):")
-        rows = [
+        lines.append(
+            f"  templates (up to {settings.keep_templates} kept; beyond that, superseded ones "
+            f"and ones unused for {settings.template_retention} are pruned):"
+        )
+        rows = [["name", "last used (UTC)", "created (UTC)", "size", "state", "migrator"]]
+        rows += [
             [
                 t.name,
-                t.created or "?",
+                _moment(t.last_used),
+                _moment(t.created),
                 _size(t.size_bytes),
                 ("in use" if t.in_use else "unused") + (", stale" if t.stale else ""),
                 t.migrator or "",
@@ -265,6 +271,14 @@ def _server_text(server: inventory.ServerInfo, keep_templates: int) -> str:
     elif server.status in ("running", "external") and not server.error:
         lines.append("  no copies")
     return "\n".join(lines)
+
+
+def _moment(iso: str) -> str:
+    """An ISO 8601 UTC time as ``YYYY-MM-DD HH:MM`` (``?`` if unknown)."""
+    try:
+        return dt.datetime.fromisoformat(iso).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return "?"
 
 
 def _copy_state(copy: inventory.CopyInfo) -> str:

@@ -35,6 +35,19 @@ ENGINE_ALIASES: dict[str, EngineName] = {
 ENV_PREFIX = "FRESHDB_"
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9]{0,15}$")
 TMPFS_SIZE_PATTERN = re.compile(r"^[1-9][0-9]*[kmg]?$", re.IGNORECASE)
+DURATION_PATTERN = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a duration such as ``"7d"``, ``"12h"``, ``"30m"`` or ``"90"`` (seconds)."""
+    match = DURATION_PATTERN.match(str(text))
+    if not match:
+        raise ConfigurationError(
+            f"{text!r} is not a duration: use a number with an optional unit s, m, h, d or w "
+            "(e.g. '7d', '12h'; a bare number means seconds)"
+        )
+    return float(match[1]) * _DURATION_UNITS[match[2].lower()]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +68,12 @@ class Settings:
     startup_timeout: float = 60.0
     acquire_timeout: float = 60.0
     keep_templates: int = 3
+    template_retention: str = "7d"
+
+    @property
+    def template_retention_seconds(self) -> float:
+        """``template_retention`` in seconds."""
+        return parse_duration(self.template_retention)
 
     def replace(self, **changes: Any) -> Settings:
         """A copy with some settings changed (validated again)."""
@@ -228,6 +247,10 @@ def _validate(settings: Settings) -> Settings:
             raise ConfigurationError(f"{name} must be a positive number of seconds")
     if settings.keep_templates < 1:
         raise ConfigurationError("keep_templates must be at least 1")
+    try:
+        parse_duration(settings.template_retention)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"template_retention: {exc}") from None
     return settings
 
 

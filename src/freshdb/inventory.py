@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import json
 import logging
 from collections.abc import Iterator
 from typing import Any
@@ -35,7 +34,7 @@ from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError
 from freshdb.server import reap_dead_owners
-from freshdb.template import prune_templates, template_created
+from freshdb.template import plan_pruning, prune_templates, read_templates
 
 log = logging.getLogger("freshdb")
 
@@ -49,9 +48,15 @@ class TemplateInfo:
     created: str
     size_bytes: int | None
     in_use: bool
-    #: Beyond the ``keep_templates`` newest: ``freshdb prune`` drops it once unused.
+    #: Retention would remove it now (``freshdb prune`` drops it once unused).
     stale: bool
     migrator: str | None
+    #: When a project last used it (ISO 8601).
+    last_used: str = ""
+    #: The projects that used it, each with when it last did.
+    projects: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: Why retention would remove it, if it would.
+    stale_reason: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,7 +227,11 @@ def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
                 assert server.dialect is not None
                 use = server.dialect.server_use(conn)
                 templates, copies = describe_databases(
-                    server.dialect, conn, server.info.prefix, settings.keep_templates
+                    server.dialect,
+                    conn,
+                    server.info.prefix,
+                    settings.keep_templates,
+                    settings.template_retention_seconds,
                 )
         except Exception as exc:  # one unreadable server must not hide the others
             server.info.error = one_line(exc)
@@ -234,33 +243,36 @@ def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
 
 
 def describe_databases(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str, keep_templates: int
+    dialect: Dialect,
+    conn: DBAPIConnection,
+    prefix: str,
+    keep_templates: int,
+    retention_seconds: float = 7 * 86400,
 ) -> tuple[list[TemplateInfo], list[CopyInfo]]:
-    """The templates and copies a server holds for ``prefix``, newest template first."""
+    """The templates and copies a server holds for ``prefix``, most recently used first.
+
+    A template being built or removed right now is not listed (it is not complete).
+    """
     parsed = dialect.our_databases(conn, prefix)
     names = [p.name for p in parsed]
     sizes = dialect.database_sizes(conn, names) if names else {}
-    templates = []
-    for template in (p for p in parsed if p.kind == "template"):
-        comment = _comment(dialect, conn, template.name)
-        in_use = not dialect.try_lock_unused_template(conn, template.fingerprint)
-        if not in_use:
-            dialect.unlock_template(conn, template.fingerprint)
-        templates.append(
-            TemplateInfo(
-                name=template.name,
-                fingerprint=template.fingerprint,
-                created=template_created(dialect, conn, template.name),
-                size_bytes=sizes.get(template.name),
-                in_use=in_use,
-                stale=False,
-                migrator=str(comment["migrator"]) if "migrator" in comment else None,
-            )
-        )
-    # The same order prune_templates keeps them in: newest first.
-    templates.sort(key=lambda t: t.created, reverse=True)
+    records, _ = read_templates(dialect, conn, prefix)
+    # The same rules prune_templates follows: what it would remove now is stale.
+    reasons = {p.name: p.reason for p in plan_pruning(records, keep_templates, retention_seconds)}
     templates = [
-        dataclasses.replace(t, stale=index >= keep_templates) for index, t in enumerate(templates)
+        TemplateInfo(
+            name=r.name,
+            fingerprint=r.fingerprint,
+            created=r.created,
+            size_bytes=sizes.get(r.name),
+            in_use=r.in_use,
+            stale=r.name in reasons,
+            migrator=r.migrator,
+            last_used=r.last_used,
+            projects=dict(r.projects),
+            stale_reason=reasons.get(r.name),
+        )
+        for r in sorted(records, key=lambda r: r.last_used, reverse=True)
     ]
     others = [p for p in parsed if p.kind != "template" and p.owner]
     alive = dialect.live_owners(conn, sorted({str(p.owner) for p in others}))
@@ -278,14 +290,6 @@ def describe_databases(
         for p in others
     ]
     return templates, copies
-
-
-def _comment(dialect: Dialect, conn: DBAPIConnection, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(dialect.database_comment(conn, name) or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
 
 
 # -- the server of the current settings -----------------------------------------------
@@ -334,8 +338,9 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
     start in ``max_age``, by default :data:`~freshdb.backends.docker.STICKY_UNUSED_AFTER`;
     never the one of these settings, never one in use); on every running server,
     copies and builds whose owner session is gone
-    (:func:`freshdb.server.reap_dead_owners`), templates beyond the
-    ``keep_templates`` newest that no session uses
+    (:func:`freshdb.server.reap_dead_owners`), templates retention removes
+    beyond ``keep_templates`` — superseded ones first, then ones unused for
+    ``template_retention`` — that no session uses
     (:func:`freshdb.template.prune_templates`), and kept copies older than ``max_age``.
     """
     removals: list[Removal] = []
@@ -412,17 +417,16 @@ def _prune_databases(
         parsed = naming.parse_database_name(prefix, name)
         what = "build" if parsed and parsed.kind == "build" else "copy"
         removals.append(Removal(what, name, where, "its owner session is gone"))
-    for name in prune_templates(
-        dialect, conn, prefix, settings.keep_templates, set(), dry_run=dry_run
+    for pruned in prune_templates(
+        dialect,
+        conn,
+        prefix,
+        settings.keep_templates,
+        set(),
+        retention_seconds=settings.template_retention_seconds,
+        dry_run=dry_run,
     ):
-        removals.append(
-            Removal(
-                "template",
-                name,
-                where,
-                f"stale: not among the {settings.keep_templates} newest, and unused",
-            )
-        )
+        removals.append(Removal("template", pruned.name, where, pruned.reason))
     if max_age is None:
         return removals
     kept = [p.name for p in dialect.our_databases(conn, prefix, ("kept",))]

@@ -180,7 +180,12 @@ class DatabaseServer:
         template = builder.ensure(self._lease, migrator)
         self._template = template
         prune_templates(
-            self.dialect, self._lease, prefix, self.settings.keep_templates, {template.name}
+            self.dialect,
+            self._lease,
+            prefix,
+            self.settings.keep_templates,
+            {template.name},
+            retention_seconds=self.settings.template_retention_seconds,
         )
         recipe = self.dialect.copy_recipe(self._lease, template.name)
         owner = self._owner
@@ -394,16 +399,23 @@ def reap_dead_owners(
 ) -> list[str]:
     """Drop copies and half-built templates whose owner session is gone.
 
-    With ``dry_run``, only name them (``freshdb prune --dry-run``).
+    Never fails on a leftover: one that cannot be dropped (another session is
+    dropping it too, or the server refuses) is skipped, logged at debug, and left
+    for the next start. With ``dry_run``, only name them (``freshdb prune --dry-run``).
     """
     parsed = dialect.our_databases(conn, prefix, ("copy", "build"))
     owners = sorted({p.owner for p in parsed if p.owner})
     alive = dialect.live_owners(conn, owners)
     reaped = []
     for leftover in parsed:
-        if leftover.owner not in alive:
-            if not dry_run:
-                log.info("reaping %s: its owner session is gone", leftover.name)
+        if leftover.owner in alive:
+            continue
+        if not dry_run:
+            log.info("reaping %s: its owner session is gone", leftover.name)
+            try:
                 dialect.drop_database(conn, leftover.name)
-            reaped.append(leftover.name)
+            except Exception as exc:
+                log.debug("could not reap %s (left for later): %s", leftover.name, exc)
+                continue
+        reaped.append(leftover.name)
     return reaped

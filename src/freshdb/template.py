@@ -5,6 +5,16 @@ the template; it is built under an exclusive server-side lock, in a database of 
 own, and becomes the template by an atomic final step (a rename on Postgres, a
 completion marker on MySQL). A crash leaves no complete template behind, and the
 next builder simply starts over.
+
+Retention: every template records, per project, when it was last used (in its
+comment, which never reaches a copy). A server keeps ``keep_templates`` templates
+without question; beyond that, :func:`prune_templates` removes a project's
+superseded templates first, then templates nobody used within
+``template_retention``, and never one a live session uses or one that is not
+complete. A *project* is the directory of the nearest ``pyproject.toml`` (else the
+working directory) together with the schema's source (which files, which
+function, which Alembic ini): editing the schema supersedes the old template;
+another project's schema does not.
 """
 
 from __future__ import annotations
@@ -14,17 +24,24 @@ import datetime as dt
 import json
 import logging
 import time
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any
 
 import sqlalchemy
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from freshdb import naming
+from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError, MigrationError
-from freshdb.migrators import Migrator, describe, digest
+from freshdb.migrators import ComposedMigrator, MetadataMigrator, Migrator, describe, digest
 
 log = logging.getLogger("freshdb")
+
+#: How many projects a template remembers (a template many projects share stays small).
+PROJECTS_REMEMBERED = 16
 
 _FIX_THE_MIGRATION = (
     "Fix the migration; no template was marked complete, so the next run builds it again"
@@ -55,6 +72,37 @@ class Template:
     build_seconds: float = 0.0
 
 
+def _now() -> str:
+    # Milliseconds: "the newest" must be certain for templates used within a second
+    # of each other (a whole second sorts before them).
+    return dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds")
+
+
+def schema_source(migrator: Migrator) -> str:
+    """What a schema is built from, unchanged when its contents change.
+
+    The migrator's description, except where that describes the contents (a
+    ``MetaData``'s table count).
+    """
+    if isinstance(migrator, MetadataMigrator):
+        return "SQLAlchemy MetaData"
+    if isinstance(migrator, ComposedMigrator):
+        return " + ".join(schema_source(m) for m in migrator.migrators)
+    return describe(migrator)
+
+
+def project_key(migrator: Migrator, start: Path | None = None) -> str:
+    """The project a template belongs to: project root and schema source.
+
+    The root is the directory of the nearest ``pyproject.toml`` at or above
+    ``start`` (the working directory), else that directory itself.
+    """
+    here = (start or Path.cwd()).resolve()
+    pyproject = find_pyproject(here)
+    root = pyproject.parent if pyproject is not None else here
+    return f"{root} :: {schema_source(migrator)}"
+
+
 class TemplateBuilder:
     """Finds or builds the template for a migrator on one server."""
 
@@ -65,12 +113,15 @@ class TemplateBuilder:
         prefix: str,
         owner: str,
         lock_timeout: float = 600.0,
+        project: str | None = None,
     ) -> None:
         self.dialect = dialect
         self.address = address
         self.prefix = prefix
         self.owner = owner
         self.lock_timeout = lock_timeout
+        #: Recorded on the template with the time of each use (None: from the migrator).
+        self.project = project
 
     def fingerprint(self, conn: DBAPIConnection, migrator: Migrator) -> TemplateFingerprint:
         """The fingerprint of ``migrator``'s template on this server."""
@@ -86,15 +137,19 @@ class TemplateBuilder:
         ``lease`` is the session's long-lived connection: it holds the build lock
         while building, and afterwards marks the template as in use for as long as
         the session lives (so pruning never drops it under a live session).
+        Each use is recorded on the template (when, by which project): retention
+        goes by use.
         """
         fingerprint = self.fingerprint(lease, migrator).digest
         name = naming.template_name(self.prefix, fingerprint)
+        project = self.project or project_key(migrator)
         self.dialect.lock_template(lease, fingerprint, self.lock_timeout)
         try:
             if self.dialect.template_is_complete(lease, name):
                 template = Template(name, fingerprint, reused=True)
+                record_use(self.dialect, lease, name, project)
             else:
-                template = self._build(lease, migrator, fingerprint, name)
+                template = self._build(lease, migrator, fingerprint, name, project)
             self.dialect.mark_template_in_use(lease, fingerprint)
         except BaseException:
             # If the server went away, unlocking fails too: the first error says why
@@ -108,7 +163,12 @@ class TemplateBuilder:
         return template
 
     def _build(
-        self, lease: DBAPIConnection, migrator: Migrator, fingerprint: str, name: str
+        self,
+        lease: DBAPIConnection,
+        migrator: Migrator,
+        fingerprint: str,
+        name: str,
+        project: str,
     ) -> Template:
         started = time.perf_counter()
         # Holding the exclusive lock, any other build of this fingerprint is a
@@ -126,14 +186,15 @@ class TemplateBuilder:
         self.dialect.create_database(lease, build)
         try:
             self._migrate(migrator, build)
+            now = _now()
             comment = json.dumps(
                 {
                     "freshdb": "template",
                     "fingerprint": fingerprint,
                     "migrator": describe(migrator),
-                    # Milliseconds: "the newest" must be certain for templates built
-                    # within a second of each other (a whole second sorts before them).
-                    "created": dt.datetime.now(dt.UTC).isoformat(timespec="milliseconds"),
+                    "created": now,
+                    "last_used": now,
+                    "projects": {project: now},
                 }
             )
             self.dialect.complete_template(lease, build, name, comment)
@@ -183,12 +244,186 @@ class TemplateBuilder:
             engine.dispose()
 
 
+def read_metadata(dialect: Dialect, conn: DBAPIConnection, name: str) -> dict[str, Any]:
+    """The metadata freshdb stored on a complete template (``{}`` if it has none).
+
+    Read it only holding the template's build lock (or knowing it complete and
+    kept): a MySQL template's metadata lives inside it.
+    """
+    try:
+        value = json.loads(dialect.database_comment(conn, name) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def record_use(dialect: Dialect, conn: DBAPIConnection, name: str, project: str) -> None:
+    """Record on a complete template that ``project`` uses it now (holding its lock).
+
+    A server that refuses (the template belongs to another user) costs retention
+    its facts about this use, never the session.
+    """
+    try:
+        metadata = read_metadata(dialect, conn, name)
+        now = _now()
+        projects = metadata.get("projects")
+        projects = dict(projects) if isinstance(projects, dict) else {}
+        projects[project] = now
+        newest = sorted(projects.items(), key=lambda item: str(item[1]), reverse=True)
+        metadata.update(
+            freshdb="template", last_used=now, projects=dict(newest[:PROJECTS_REMEMBERED])
+        )
+        dialect.set_template_comment(conn, name, json.dumps(metadata))
+    except Exception as exc:
+        log.debug("could not record the use of template %s: %s", name, exc)
+
+
 def template_created(dialect: Dialect, conn: DBAPIConnection, name: str) -> str:
     """When a template was completed (ISO 8601), from the comment stored on it."""
+    return str(read_metadata(dialect, conn, name).get("created", ""))
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateRecord:
+    """What a server says about one complete template, for retention and status."""
+
+    name: str
+    fingerprint: str
+    created: str
+    #: When any project last used it (ISO 8601; its creation if never recorded).
+    last_used: str
+    #: Project key -> when that project last used it.
+    projects: Mapping[str, str]
+    migrator: str | None
+    in_use: bool
+
+
+def _record(
+    name: str, fingerprint: str, metadata: Mapping[str, Any], in_use: bool
+) -> TemplateRecord:
+    created = str(metadata.get("created", ""))
+    raw = metadata.get("projects")
+    projects = {str(k): str(v) for k, v in raw.items()} if isinstance(raw, dict) else {}
+    last_used = max([str(metadata.get("last_used") or created), *projects.values()])
+    migrator = metadata.get("migrator")
+    return TemplateRecord(
+        name=name,
+        fingerprint=fingerprint,
+        created=created,
+        last_used=last_used,
+        projects=projects,
+        migrator=str(migrator) if migrator is not None else None,
+        in_use=in_use,
+    )
+
+
+def read_templates(
+    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, drop_crashed: bool = False
+) -> tuple[list[TemplateRecord], list[str]]:
+    """The complete templates of ``prefix`` on a server, and those it could not read.
+
+    Each template is read holding its build lock, taken without waiting: one being
+    built, removed or taken into use right now is skipped (listed second), never
+    read half-built. A MySQL template left incomplete by a builder that died (its
+    lock is free, its marker missing) is skipped too, or with ``drop_crashed``
+    dropped: nobody can be building it.
+    """
+    records: list[TemplateRecord] = []
+    busy: list[str] = []
+    for template in dialect.our_databases(conn, prefix, ("template",)):
+        try:
+            if not dialect.try_lock_template(conn, template.fingerprint):
+                log.debug("skipping template %s: another session holds its lock", template.name)
+                busy.append(template.name)
+                continue
+        except Exception as exc:
+            log.debug("skipping template %s: %s", template.name, exc)
+            busy.append(template.name)
+            continue
+        try:
+            if not dialect.template_is_complete(conn, template.name):
+                busy.append(template.name)
+                if drop_crashed:
+                    log.info("dropping %s, left by a builder that did not finish", template.name)
+                    dialect.drop_database(conn, template.name)
+                continue
+            metadata = read_metadata(dialect, conn, template.name)
+            in_use = dialect.template_in_use(conn, template.fingerprint)
+            records.append(_record(template.name, template.fingerprint, metadata, in_use))
+        except Exception as exc:
+            log.debug("skipping template %s: %s", template.name, exc)
+            busy.append(template.name)
+        finally:
+            _unlock_quietly(dialect, conn, template.fingerprint)
+    return records, busy
+
+
+def _unlock_quietly(dialect: Dialect, conn: DBAPIConnection, fingerprint: str) -> None:
     try:
-        return str(json.loads(dialect.database_comment(conn, name) or "{}").get("created", ""))
-    except ValueError:
-        return ""
+        dialect.unlock_template(conn, fingerprint)
+    except Exception as exc:
+        log.debug("releasing the lock of template %s failed: %s", fingerprint[:20], exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrunedTemplate:
+    """A template retention removes (or, in a dry run, would remove), and why."""
+
+    name: str
+    reason: str
+
+
+def _superseded(record: TemplateRecord, records: Collection[TemplateRecord]) -> bool:
+    """Every project that used it has used another template since."""
+    if not record.projects:
+        return False  # no project recorded (an older freshdb made it): cannot tell
+    return all(
+        any(
+            other.name != record.name and other.projects.get(project, "") > used
+            for other in records
+        )
+        for project, used in record.projects.items()
+    )
+
+
+def plan_pruning(
+    records: Collection[TemplateRecord],
+    keep: int,
+    retention_seconds: float,
+    protect: Collection[str] = (),
+    now: dt.datetime | None = None,
+) -> list[PrunedTemplate]:
+    """Which templates retention removes, first to go first (pure: no server).
+
+    Up to ``keep`` templates stay whatever their age. Beyond that, room is made
+    by removing, least recently used first: superseded templates (each project
+    that used one has used a newer one since), then templates nobody used within
+    ``retention_seconds``. A template in use or in ``protect`` never goes, and a
+    project's current template used within the retention never goes to make room
+    for another project's (so a server may hold more than ``keep``).
+    """
+    excess = len(records) - keep
+    if excess <= 0:
+        return []
+    moment = now or dt.datetime.now(dt.UTC)
+    cutoff = (moment - dt.timedelta(seconds=retention_seconds)).isoformat(timespec="milliseconds")
+    removable = [r for r in records if not r.in_use and r.name not in protect]
+    superseded = sorted(
+        (r for r in removable if _superseded(r, records)), key=lambda r: r.last_used
+    )
+    idle = sorted(
+        (r for r in removable if r not in superseded and r.last_used < cutoff),
+        key=lambda r: r.last_used,
+    )
+    plan = [
+        PrunedTemplate(r.name, "superseded: its project uses a newer template") for r in superseded
+    ]
+    days = retention_seconds / 86400
+    plan += [
+        PrunedTemplate(r.name, f"not used within {days:g} days ({r.last_used or 'never'})")
+        for r in idle
+    ]
+    return plan[:excess]
 
 
 def prune_templates(
@@ -196,29 +431,47 @@ def prune_templates(
     conn: DBAPIConnection,
     prefix: str,
     keep: int,
-    protect: set[str],
+    protect: Collection[str],
     *,
+    retention_seconds: float = 7 * 86400,
     dry_run: bool = False,
-) -> list[str]:
-    """Drop all but the ``keep`` newest templates, skipping any a live session uses.
+) -> list[PrunedTemplate]:
+    """Remove templates as :func:`plan_pruning` says, skipping any that is busy.
 
-    With ``dry_run``, only name them (``freshdb prune --dry-run``).
+    Never fails on another session's templates: one that is being built, removed
+    or taken into use, that cannot be read or dropped, is skipped (logged at
+    debug). With ``dry_run``, only name them (``freshdb prune --dry-run``).
     """
-    templates = dialect.our_databases(conn, prefix, ("template",))
-    if len(templates) <= keep:
+    if len(dialect.our_databases(conn, prefix, ("template",))) <= keep:
         return []
-    templates.sort(key=lambda t: template_created(dialect, conn, t.name), reverse=True)
-    dropped = []
-    for template in templates[keep:]:
-        if template.name in protect:
-            continue
-        if not dialect.try_lock_unused_template(conn, template.fingerprint):
-            continue  # a live session clones from it
+    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run)
+    plan = plan_pruning(records, keep, retention_seconds, protect)
+    if dry_run:
+        return plan
+    last_used = {r.name: r.last_used for r in records}
+    pruned = []
+    for entry in plan:
+        fingerprint = next(r.fingerprint for r in records if r.name == entry.name)
         try:
-            if not dry_run:
-                log.info("dropping stale template %s", template.name)
-                dialect.drop_database(conn, template.name)
-            dropped.append(template.name)
+            if not dialect.try_lock_unused_template(conn, fingerprint):
+                log.debug("not dropping template %s: it is in use or locked", entry.name)
+                continue
+        except Exception as exc:
+            log.debug("not dropping template %s: %s", entry.name, exc)
+            continue
+        try:
+            # Used since it was read: the plan no longer holds for it.
+            now_used = _record(
+                entry.name, fingerprint, read_metadata(dialect, conn, entry.name), False
+            )
+            if now_used.last_used != last_used[entry.name]:
+                log.debug("not dropping template %s: used meanwhile", entry.name)
+                continue
+            log.info("dropping template %s (%s)", entry.name, entry.reason)
+            dialect.drop_database(conn, entry.name)
+            pruned.append(entry)
+        except Exception as exc:
+            log.debug("could not drop template %s: %s", entry.name, exc)
         finally:
-            dialect.unlock_template(conn, template.fingerprint)
-    return dropped
+            _unlock_quietly(dialect, conn, fingerprint)
+    return pruned

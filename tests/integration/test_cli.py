@@ -151,12 +151,20 @@ def test_warm_builds_the_template_a_later_server_reuses(
             (listed,) = described["templates"]
             assert listed["name"] == template and listed["in_use"] is True
             assert listed["stale"] is False and listed["size_bytes"] > 0
+            # Each project that used it, with when: the CLI's (root: its working
+            # directory) and this process's.
+            assert f"{tmp_path.resolve()} :: SQL {schema}" in listed["projects"]
+            assert len(listed["projects"]) == 2
+            assert listed["last_used"] == max(listed["projects"].values())
+            assert listed["last_used"] > listed["created"]
             copies = {c["name"]: c for c in described["copies"]}
             assert copies[db.name]["live"] is True
             assert copies[db.name]["owner"] == owner.owner
             assert copies[db.name]["leaked"] is False
     (after,) = status(cli)["servers"][0]["templates"]
     assert after["in_use"] is False
+    text = cli("status").stdout
+    assert "last used (UTC)" in text and template in text
     assert " reused " in cli("warm", "--schema", str(schema)).stdout
     cli("down")
 
@@ -193,13 +201,14 @@ time.sleep(600)
 """
 
 
-def run_and_kill(code: str) -> dict[str, Any]:
+def run_and_kill(code: str, cwd: Path | None = None) -> dict[str, Any]:
     """Run code until it prints its JSON line, then SIGKILL it (no cleanup can run)."""
     process = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        cwd=cwd,
     )
     try:
         assert process.stdout is not None
@@ -232,13 +241,15 @@ def test_prune_removes_exactly_the_leftovers(
         ]
 
         admin_url = cli("up").stdout.strip()
-        old_schema, new_schema = tmp_path / "old.sql", tmp_path / "new.sql"
-        old_schema.write_text("CREATE TABLE old_table (id int);\n")
-        new_schema.write_text("CREATE TABLE new_table (id int);\n")
-        old_template = cli("warm", "--schema", str(old_schema)).stdout.split()[1]
-        time.sleep(1.1)  # template ages are recorded to the second: make "newest" certain
+        # The project (here: its directory and schema file) changes its schema: the
+        # old template is superseded.
+        schema = tmp_path / "schema.sql"
+        schema.write_text("CREATE TABLE old_table (id int);\n")
+        old_template = cli("warm", "--schema", str(schema)).stdout.split()[1]
+        schema.write_text("CREATE TABLE new_table (id int);\n")
         held = run_and_kill(
-            LEAKER.format(image=postgres_image, prefix=fresh_prefix, schema=str(new_schema))
+            LEAKER.format(image=postgres_image, prefix=fresh_prefix, schema=str(schema)),
+            cwd=tmp_path,
         )["held"]
         owner = naming.parse_database_name(fresh_prefix, held)
         assert owner is not None

@@ -364,9 +364,11 @@ def build(connection):
     connection.exec_driver_sql("INSERT INTO things VALUES (1), (2)")
 
 time.sleep(max(0.0, {start_at!r} - time.time()))  # all start together
+# Pruning as hard as it gets: each start drops every idle template it can, so the
+# four starts prune at once, and while one of them builds in place.
 server = freshdb.DatabaseServer(
     {engine!r}, image={image!r}, mode="sticky", prefix={prefix!r}, pool_size=1,
-    schema=CallableMigrator(build, key={key!r}),
+    schema=CallableMigrator(build, key={key!r}), keep_templates=1, template_retention="0",
 )
 with server:
     with server.database() as db, db.engine().connect() as conn:
@@ -388,6 +390,20 @@ def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
         "prefix": run_prefix,
         "key": f"concurrency-{tmp_path.name}",
     }
+    # Idle templates for the four starts to prune concurrently (a start once read a
+    # template another was dropping or building, and failed).
+    for index in range(3):
+        idle = tmp_path / f"idle{index}.sql"
+        idle.write_text(f"CREATE TABLE idle_{index}_{tmp_path.name[-6:]} (id INT);\n")
+        with freshdb.DatabaseServer(
+            "mariadb",
+            image=mariadb_image,
+            mode="sticky",
+            prefix=run_prefix,
+            schema=idle,
+            pool_size=0,
+        ):
+            pass
     start_at = time.time() + 4.0
     processes = [spawn(SESSION.format(start_at=start_at, **values)) for _ in range(4)]
     results = []

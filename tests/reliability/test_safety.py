@@ -164,8 +164,11 @@ def test_decoys_survive_every_operation(
         leaked = {p.name for p in admin.databases(prefix) if p.owner == owner}
         assert len(leaked) == 3
 
-        # start again: reaping, and pruning the old template (keep_templates=1)
-        with engine.server(prefix, schema=new, pool_size=2, keep_templates=1) as second:
+        # start again: reaping, and pruning the old template (keep_templates=1; the
+        # leaker's project, a script's function, used it last: retention 0 lets it go)
+        with engine.server(
+            prefix, schema=new, pool_size=2, keep_templates=1, template_retention="0"
+        ) as second:
             assert set(second.stats()["reaped"]) == leaked  # those, and nothing else
             names = {p.name for p in admin.databases(prefix)}
             assert old_template not in names and not leaked & names

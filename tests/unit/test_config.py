@@ -92,6 +92,8 @@ def test_url_implies_external_mode_unless_a_mode_is_chosen() -> None:
         ({"pool_size": -1}, "pool_size must be between"),
         ({"pool_size": "many"}, "must be a number"),
         ({"tmpfs_size": "lots"}, "is not a size"),
+        ({"template_retention": "a while"}, "template_retention: 'a while' is not a duration"),
+        ({"template_retention": "-3d"}, "is not a duration"),
         ({"nonsense": 1}, "unknown freshdb setting"),
     ],
 )
@@ -125,3 +127,16 @@ def test_pyproject_is_found_upwards(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     nested.mkdir(parents=True)
     monkeypatch.chdir(nested)
     assert resolve_settings({}, environ={}).pool_size == 11
+
+
+def test_template_retention_is_a_duration_from_any_source(tmp_path: Path) -> None:
+    assert resolve_settings({}, environ={}, pyproject=False).template_retention_seconds == 604800
+    pyproject = write_pyproject(tmp_path, "[tool.freshdb]\ntemplate-retention = '36h'\n")
+    from_file = resolve_settings({}, environ={}, pyproject=pyproject)
+    assert from_file.template_retention_seconds == 36 * 3600
+    from_env = resolve_settings(
+        {}, environ={"FRESHDB_TEMPLATE_RETENTION": "2w"}, pyproject=pyproject
+    )
+    assert from_env.template_retention_seconds == 14 * 86400
+    given = resolve_settings({"template_retention": 90}, environ={}, pyproject=pyproject)
+    assert given.template_retention_seconds == 90  # a bare number is seconds

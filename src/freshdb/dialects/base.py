@@ -254,10 +254,35 @@ class Dialect(abc.ABC):
         every user. Must not conflict with other sessions' build locks."""
 
     @abc.abstractmethod
+    def try_lock_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        """Take the exclusive build lock of a template if it is free now; never waits.
+
+        Holding it, nobody builds, removes or starts using the template, so its
+        metadata can be read and changed safely. On True, call :meth:`unlock_template`."""
+
+    @abc.abstractmethod
+    def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        """Whether a live session clones the template (ask holding its build lock)."""
+
+    @abc.abstractmethod
+    def template_lock_holder(self, conn: DBAPIConnection, fingerprint: str) -> str | None:
+        """Who holds a template's build lock, in words (``None`` if nobody does)."""
+
     def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
         """Take the build lock of a template if no live session uses it; else False.
 
         On True the caller removes the template, then calls :meth:`unlock_template`."""
+        if not self.try_lock_template(conn, fingerprint):
+            return False  # being built, removed, or a session is starting to use it
+        try:
+            in_use = self.template_in_use(conn, fingerprint)
+        except BaseException:
+            self.unlock_template(conn, fingerprint)
+            raise
+        if in_use:
+            self.unlock_template(conn, fingerprint)
+            return False
+        return True
 
     # -- databases --------------------------------------------------------------
     @abc.abstractmethod
@@ -321,6 +346,12 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def database_comment(self, conn: DBAPIConnection, name: str) -> str | None:
         """The comment freshdb stored on a template, if any."""
+
+    @abc.abstractmethod
+    def set_template_comment(self, conn: DBAPIConnection, template: str, comment: str) -> None:
+        """Replace the comment of a complete template (its metadata: when it was last used).
+
+        Called holding the template's build lock; the comment never reaches a copy."""
 
     def database_created(
         self, conn: DBAPIConnection, names: Sequence[str]

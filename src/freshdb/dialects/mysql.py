@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -45,6 +46,8 @@ from freshdb.errors import (
     ServerFullError,
     ServerUnavailableError,
 )
+
+log = logging.getLogger("freshdb")
 
 Flavour = Literal["mysql", "mariadb"]
 
@@ -418,17 +421,49 @@ class MySQLDialect(Dialect):
 
     def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
         # GET_LOCK is re-entrant per session: every take needs its own release.
+        if self.try_lock_template(conn, fingerprint):
+            return
+        log.info(
+            "waiting for the lock of template %s, held by %s",
+            fingerprint[:20],
+            self.template_lock_holder(conn, fingerprint) or "another session",
+        )
         taken = self.scalar(
             conn,
             "SELECT GET_LOCK(%s, %s)",
             (naming.template_build_lock(fingerprint), max(0, math.ceil(timeout))),
         )
         if taken != 1:
+            holder = self.template_lock_holder(conn, fingerprint) or "a session that just left"
             raise FreshDBError(
-                f"waited {timeout:.0f} s for another process to finish building the "
-                f"template {fingerprint[:20]} — if none is running, its lock should "
-                "have been released; check `freshdb status`"
+                f"waited {timeout:.0f} s for the lock of template {fingerprint[:20]}, held by "
+                f"{holder} — it is still building or removing that template; if that "
+                "process hangs, end it (its lock goes with its connection)"
             )
+
+    def try_lock_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        taken = self.scalar(
+            conn, "SELECT GET_LOCK(%s, 0)", (naming.template_build_lock(fingerprint),)
+        )
+        return bool(taken == 1)
+
+    def template_lock_holder(self, conn: DBAPIConnection, fingerprint: str) -> str | None:
+        # IS_USED_LOCK names the holder's connection; the process list says more.
+        holder = self.scalar(
+            conn, "SELECT IS_USED_LOCK(%s)", (naming.template_build_lock(fingerprint),)
+        )
+        if holder is None:
+            return None
+        row = self._first_row(
+            conn,
+            "SELECT USER, HOST, TIME, COMMAND FROM information_schema.PROCESSLIST WHERE ID = %s",
+            (int(holder),),
+        )
+        if not row:
+            return f"connection {int(holder)}"
+        user, host, seconds, command = row
+        state = f"{command} for {int(seconds or 0)} s"
+        return f"connection {int(holder)} (user {user} from {host}, {state})"
 
     def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
         self.scalar(conn, "SELECT RELEASE_LOCK(%s)", (naming.template_build_lock(fingerprint),))
@@ -455,17 +490,9 @@ class MySQLDialect(Dialect):
         finally:
             self.unlock_template(conn, fingerprint)
 
-    def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        if (
-            self.scalar(conn, "SELECT GET_LOCK(%s, 0)", (naming.template_build_lock(fingerprint),))
-            != 1
-        ):
-            return False  # being built, or being removed by someone else
+    def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
         holders = self._first_row(conn, "SELECT " + self._slot_probe(), self._slots(fingerprint))
-        if any(holder is not None for holder in holders):
-            self.unlock_template(conn, fingerprint)
-            return False
-        return True
+        return any(holder is not None for holder in holders)
 
     @staticmethod
     def _slots(fingerprint: str) -> list[str]:
@@ -661,6 +688,14 @@ class MySQLDialect(Dialect):
             f"SELECT comment FROM {_db(name)}.{_quote(naming.COMPLETION_MARKER_TABLE)} LIMIT 1",
         )
         return None if value is None else str(value)
+
+    def set_template_comment(self, conn: DBAPIConnection, template: str, comment: str) -> None:
+        # The marker table is never copied, so neither is what it says.
+        self._execute(
+            conn,
+            f"UPDATE {_db(template)}.{_quote(naming.COMPLETION_MARKER_TABLE)} SET comment = %s",
+            (comment,),
+        )
 
     def database_created(
         self, conn: DBAPIConnection, names: Sequence[str]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -37,6 +38,8 @@ from freshdb.naming import (
     fingerprint_lock_key,
     owner_lock_key,
 )
+
+log = logging.getLogger("freshdb")
 
 MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
@@ -271,20 +274,36 @@ class PostgresDialect(Dialect):
         return ServerUse(sessions=int(row[0]), connections=int(row[1]))
 
     def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
-        key = fingerprint_lock_key(fingerprint)
         deadline = time.monotonic() + timeout
         delay = 0.01
-        while not self.scalar(
-            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_BUILD, key)
-        ):
+        told = False
+        while not self.try_lock_template(conn, fingerprint):
+            waited = timeout - (deadline - time.monotonic())
             if time.monotonic() > deadline:
+                holder = self.template_lock_holder(conn, fingerprint) or "a session that just left"
                 raise FreshDBError(
-                    f"waited {timeout:.0f} s for another process to finish building the "
-                    f"template {fingerprint[:20]} — if none is running, its lock should "
-                    "have been released; check `freshdb status`"
+                    f"waited {timeout:.0f} s for the lock of template {fingerprint[:20]}, held "
+                    f"by {holder} — it is still building or removing that template; if that "
+                    "process hangs, end it (its lock goes with its connection)"
+                )
+            if not told and waited > 2.0:
+                told = True
+                log.info(
+                    "waiting for the lock of template %s, held by %s",
+                    fingerprint[:20],
+                    self.template_lock_holder(conn, fingerprint) or "another session",
                 )
             time.sleep(delay)
             delay = min(delay * 2, 0.2)
+
+    def try_lock_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
+        return bool(
+            self.scalar(
+                conn,
+                "SELECT pg_try_advisory_lock(%s, %s)",
+                (LOCK_NAMESPACE_BUILD, fingerprint_lock_key(fingerprint)),
+            )
+        )
 
     def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
         self.scalar(
@@ -293,31 +312,51 @@ class PostgresDialect(Dialect):
             (LOCK_NAMESPACE_BUILD, fingerprint_lock_key(fingerprint)),
         )
 
+    def template_lock_holder(self, conn: DBAPIConnection, fingerprint: str) -> str | None:
+        # pg_locks names the backend holding the advisory lock; the same backend's
+        # owner lease says which freshdb session it is.
+        row = self.rows(
+            conn,
+            "SELECT l.pid, a.application_name, a.client_addr::text, a.backend_start, "
+            "(SELECT o.objid::bigint FROM pg_locks o WHERE o.pid = l.pid "
+            " AND o.locktype = 'advisory' AND o.granted AND o.classid = %s::oid "
+            " AND o.objsubid = 2 LIMIT 1) "
+            "FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.classid = %s::oid "
+            "AND l.objid = %s::oid AND l.objsubid = 2 AND l.pid <> pg_backend_pid() LIMIT 1",
+            (LOCK_NAMESPACE_OWNER, LOCK_NAMESPACE_BUILD, fingerprint_lock_key(fingerprint)),
+        )
+        if not row:
+            return None
+        pid, application, client, since, owner = row[0]
+        who = f"freshdb session {int(owner):08x}" if owner is not None else "a session"
+        facts = [f"server pid {pid}"]
+        if application:
+            facts.append(f"application {application!r}")
+        if client:
+            facts.append(f"client {client}")
+        if since is not None:
+            facts.append(f"connected since {since:%Y-%m-%d %H:%M:%S %Z}".rstrip())
+        return f"{who} ({', '.join(facts)})"
+
     def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
+        # Nobody ever takes this lock exclusively: a shared take never waits.
         self.scalar(
             conn,
-            "SELECT pg_advisory_lock_shared(%s, %s)",
+            "SELECT pg_try_advisory_lock_shared(%s, %s)",
             (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
         )
 
-    def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        key = fingerprint_lock_key(fingerprint)
-        if not self.scalar(
-            conn, "SELECT pg_try_advisory_lock(%s, %s)", (LOCK_NAMESPACE_BUILD, key)
-        ):
-            return False  # being built, or a session is just starting to use it
+    def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
         # Holding BUILD, nobody can start using it; those already using it hold a
         # shared TEMPLATE lock for as long as they live.
         users = self.scalar(
             conn,
             "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted "
             "AND classid = %s::oid AND objid = %s::oid AND objsubid = 2",
-            (LOCK_NAMESPACE_TEMPLATE, key),
+            (LOCK_NAMESPACE_TEMPLATE, fingerprint_lock_key(fingerprint)),
         )
-        if users:
-            self.unlock_template(conn, fingerprint)
-            return False
-        return True
+        return bool(users)
 
     # -- databases --------------------------------------------------------------
     def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
@@ -457,6 +496,18 @@ class PostgresDialect(Dialect):
             (name,),
         )
         return None if value is None else str(value)
+
+    def set_template_comment(self, conn: DBAPIConnection, template: str, comment: str) -> None:
+        # Comments live in a shared catalog: a sealed template's can change too. The
+        # comment's lock waits for clones in flight from the template (and new
+        # clones queue behind it): a short, bounded wait, else the use goes unrecorded.
+        with _pg(conn).transaction():
+            _pg(conn).execute("SET LOCAL lock_timeout = '5s'")
+            _pg(conn).execute(
+                sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+                    _ident(template), sql.Literal(comment)
+                )
+            )
 
     def database_created(
         self, conn: DBAPIConnection, names: Sequence[str]
