@@ -396,8 +396,8 @@ def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
         idle = tmp_path / f"idle{index}.sql"
         idle.write_text(f"CREATE TABLE idle_{index}_{tmp_path.name[-6:]} (id INT);\n")
         with freshdb.DatabaseServer(
-            "mariadb",
-            image=mariadb_image,
+            mysql_family.engine,
+            image=mysql_family.image,
             mode="sticky",
             prefix=run_prefix,
             schema=idle,
