@@ -1,7 +1,7 @@
 """Server flags per flavour and version, and the pure parts of the MySQL dialect.
 
-Only MariaDB runs on this machine (real MySQL 8 is not packaged for Debian 12), so
-the MySQL-only choices are pinned down here.
+MySQL 9.7 and MariaDB run under the integration tests; the choices for MySQL 8.4
+and older releases are pinned down here.
 """
 
 from __future__ import annotations
@@ -11,13 +11,12 @@ import pytest
 from freshdb import naming
 from freshdb.config import Settings
 from freshdb.dialects.mysql import (
-    NEWEST,
     MySQLDialect,
     image_flavour,
-    image_version,
     order_views,
     server_flags,
 )
+from freshdb.dialects.versions import NEWEST, image_version
 
 
 @pytest.mark.parametrize(
@@ -103,10 +102,11 @@ def test_mariadb_11_leaves_the_deprecated_flush_method_alone() -> None:
 
 def test_container_spec_per_engine() -> None:
     dialect = MySQLDialect()
-    assert dialect.default_image("mysql") == "mysql:8.4"
+    assert dialect.default_image("mysql") == "mysql:9.7"
     assert dialect.default_image("mariadb") == "mariadb:11.4"
     mysql = dialect.container_spec(Settings(engine="mysql", max_connections=77), "mysql:8.4", "pw")
     assert mysql.environment["MYSQL_ROOT_PASSWORD"] == "pw"
+    assert "--innodb-doublewrite=OFF" in mysql.command
     assert "--performance-schema=OFF" in mysql.command
     assert "--max-connections=77" in mysql.command
     mariadb = dialect.container_spec(Settings(engine="mariadb"), "mariadb:10.11", "pw")

@@ -15,6 +15,7 @@ from sqlalchemy.engine import URL
 
 from freshdb.config import Settings
 from freshdb.dialects.base import ContainerSpec, CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.dialects.versions import Flavour
 from freshdb.errors import (
     ConfigurationError,
     FreshDBError,
@@ -31,7 +32,6 @@ from freshdb.naming import (
     owner_lock_key,
 )
 
-MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # What the server says when max_connections is reached (SQLSTATE 53300), to anyone
@@ -161,6 +161,12 @@ class PostgresDialect(Dialect):
 
     def server_version(self, conn: DBAPIConnection) -> str:
         return f"postgres {self._major(conn)}"
+
+    def server_release(self, conn: DBAPIConnection) -> tuple[Flavour, tuple[int, ...]]:
+        number = _pg(conn).info.server_version
+        if number >= 100000:  # 17.12 is 170012; before 10, 9.6.24 was 90624
+            return "postgres", (number // 10000, number % 10000)
+        return "postgres", (number // 10000, number // 100 % 100, number % 100)
 
     @staticmethod
     def _major(conn: DBAPIConnection) -> int:
