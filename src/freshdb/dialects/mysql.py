@@ -139,8 +139,9 @@ class SchemaObjects:
     sequences: tuple[tuple[str, str, int], ...] = ()
     #: ``CREATE VIEW …`` ordered so a view comes after the views it reads.
     views: tuple[str, ...] = ()
-    #: Routines, triggers and events: ``(sql_mode they were made under, DDL)``.
-    programs: tuple[tuple[str, str], ...] = ()
+    #: Routines, triggers and events: ``(sql_mode they were made under, time zone of
+    #: an event's schedule or None, DDL)``.
+    programs: tuple[tuple[str, str | None, str], ...] = ()
 
     def replay(self, with_tables: bool, inserts: Sequence[str] = ()) -> list[str]:
         """Statements re-creating these objects in the current database.
@@ -164,11 +165,16 @@ class SchemaObjects:
             statements.extend(inserts)
         statements.extend(self.views)
         current_mode: str | None = None
-        for sql_mode, ddl in self.programs:
+        current_zone: str | None = None
+        for sql_mode, time_zone, ddl in self.programs:
             if sql_mode != current_mode:
                 statements.append(f"SET SESSION sql_mode = {_literal(sql_mode)}")
                 current_mode = sql_mode
-            statements.append(ddl)
+            if time_zone is not None and time_zone != current_zone:
+                # An event's schedule is read in the zone it was made in, and kept.
+                statements.append(f"SET SESSION time_zone = {_literal(time_zone)}")
+                current_zone = time_zone
+            statements.append(ProgramDefinition(ddl))
         statements.append(
             "SET SESSION foreign_key_checks = DEFAULT, unique_checks = DEFAULT, "
             "sql_mode = DEFAULT, time_zone = DEFAULT"
@@ -179,6 +185,18 @@ class SchemaObjects:
     def empty(self) -> bool:
         """Whether there is nothing to re-create."""
         return not (self.tables or self.sequences or self.views or self.programs)
+
+
+class ProgramDefinition(str):
+    """The DDL of a routine, trigger or event: it must be the last statement of its
+    round trip.
+
+    MySQL takes a body that is a single statement (``DO DELETE …``, ``FOR EACH ROW
+    SET …``) to run up to the end of the statement, and in a multi-statement script
+    that includes the ``;`` after it, which it then keeps in the body.
+    """
+
+    __slots__ = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -694,14 +712,16 @@ class MySQLDialect(Dialect):
                     sequences.append((name, unqualified(ddl), next_value))
                 else:
                     tables.append((name, unqualified(self._show(conn, "TABLE", name, 1))))
-            programs: list[tuple[str, str]] = []
+            programs: list[tuple[str, str | None, str]] = []
             for kind, names in self._programs(conn, database):
                 for name in names:
                     row = self._first_row(conn, f"SHOW CREATE {kind} {_quote(name)}")
-                    # Routines and triggers: (name, sql_mode, DDL, ...); events add time_zone.
-                    programs.append(
-                        (str(row[1]), unqualified(str(row[3 if kind == "EVENT" else 2])))
-                    )
+                    # Routines and triggers: (name, sql_mode, DDL, ...); events:
+                    # (name, sql_mode, time_zone, DDL, ...).
+                    if kind == "EVENT":
+                        programs.append((str(row[1]), str(row[2]), unqualified(str(row[3]))))
+                    else:
+                        programs.append((str(row[1]), None, unqualified(str(row[2]))))
         finally:
             self._execute(conn, _LEAVE_DATABASE[0])
         return SchemaObjects(
@@ -768,11 +788,22 @@ class MySQLDialect(Dialect):
         return list(rows[0]) if rows else []
 
     def _run_script(self, conn: DBAPIConnection, statements: Sequence[str]) -> None:
-        """Run statements in one round trip (the connection allows multi-statements).
+        """Run statements in as few round trips as they allow (the connection allows
+        multi-statements): one, plus one per :class:`ProgramDefinition`, which must end
+        its round trip.
 
         A newline before each ``;`` ends any ``--`` comment a routine body ends with.
         The server stops at the first failing statement; its error is raised here.
         """
+        batch: list[str] = []
+        for index, statement in enumerate(statements):
+            batch.append(statement)
+            if isinstance(statement, ProgramDefinition) or index == len(statements) - 1:
+                self._run_batch(conn, batch)
+                batch = []
+
+    @staticmethod
+    def _run_batch(conn: DBAPIConnection, statements: Sequence[str]) -> None:
         cursor = conn.cursor()
         try:
             cursor.execute("\n;\n".join(statements))
