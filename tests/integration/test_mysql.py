@@ -348,3 +348,23 @@ def test_a_mysql_image_for_engine_postgres_is_refused_by_its_port(
     assert "not 5432/tcp where a postgres server listens" in str(raised.value)
     assert "3306/tcp" in str(raised.value)
     assert _containers(docker_client, prefix) == []
+
+
+def test_an_external_mysql_server_for_engine_mariadb_is_refused(
+    server: freshdb.DatabaseServer,
+) -> None:
+    address = server.address
+    url = f"mysql://{address.user}:{address.password}@{address.host}:{address.port}/"
+    with pytest.raises(freshdb.UnsupportedServerError) as raised:
+        freshdb.DatabaseServer(
+            "mariadb", mode="external", url=url, prefix=server.settings.prefix
+        ).start()
+    message = str(raised.value)
+    assert f"the server at {address.host}:{address.port} is MySQL 9." in message
+    assert "point FRESHDB_URL / url= at a supported server" in message
+    assert address.password not in message
+    # The same server is welcome as engine="mysql".
+    with freshdb.DatabaseServer(
+        "mysql", mode="external", url=url, prefix=server.settings.prefix, pool_size=0
+    ) as welcome:
+        assert welcome.template is not None
