@@ -91,11 +91,12 @@ def test_a_kept_copy_is_renamed_with_everything_in_it(server: freshdb.DatabaseSe
     assert_kept_copy_has_everything(server)
 
 
-def test_a_template_made_under_other_session_defaults_copies_faithfully(
+def test_columns_of_a_bare_character_set_copy_faithfully(
     server: freshdb.DatabaseServer, run_prefix: str, mysql_image: str, tmp_path: Path
 ) -> None:
-    # Tables and columns declared with a bare CHARACTER SET take that set's default
-    # collation from the session that ran the migration; a copy must not re-decide.
+    # Columns declared with a bare CHARACTER SET take that set's default collation
+    # (utf8mb4_0900_ai_ci on MySQL 8+): the copy's must print the same, in
+    # SHOW CREATE TABLE, as the template's.
     schema = tmp_path / "charsets.sql"
     schema.write_text(
         f"CREATE TABLE bare_{tmp_path.name[-6:]} (\n"

@@ -233,7 +233,7 @@ def order_views(views: Sequence[tuple[str, str]]) -> list[str]:
 
 
 class MySQLDialect(Dialect):
-    """MySQL 8 and MariaDB 10.6 or newer (older ones mostly work; they are not tested)."""
+    """MySQL 8.0 and MariaDB 10.6 or newer (the policy is in :mod:`freshdb.dialects.versions`)."""
 
     family = "mysql"
     engines = ("mysql", "mariadb")
