@@ -20,6 +20,7 @@ from freshdb.errors import (
     ServerFullError,
     ServerStartError,
     ServerUnavailableError,
+    UnsupportedServerError,
 )
 from freshdb.server import DatabaseServer
 
@@ -37,6 +38,7 @@ __all__ = [
     "ServerStartError",
     "ServerUnavailableError",
     "Settings",
+    "UnsupportedServerError",
     "__version__",
     "resolve_settings",
 ]

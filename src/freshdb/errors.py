@@ -11,6 +11,10 @@ class ConfigurationError(FreshDBError):
     """A setting is missing, malformed or contradicts another."""
 
 
+class UnsupportedServerError(ConfigurationError):
+    """The server (or its image) is of another engine, or a release freshdb does not run on."""
+
+
 class DockerUnavailableError(FreshDBError):
     """No Docker engine answered where freshdb looked for one."""
 

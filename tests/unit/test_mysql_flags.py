@@ -1,7 +1,7 @@
 """Server flags per flavour and version, and the pure parts of the MySQL dialect.
 
-Only MariaDB runs on this machine (real MySQL 8 is not packaged for Debian 12), so
-the MySQL-only choices are pinned down here.
+MySQL 9.7 and MariaDB run under the integration tests; the choices for MySQL 8.4
+and older releases are pinned down here.
 """
 
 from __future__ import annotations
@@ -11,13 +11,14 @@ import pytest
 from freshdb import naming
 from freshdb.config import Settings
 from freshdb.dialects.mysql import (
-    NEWEST,
     MySQLDialect,
+    ProgramDefinition,
+    SchemaObjects,
     image_flavour,
-    image_version,
     order_views,
     server_flags,
 )
+from freshdb.dialects.versions import NEWEST, image_version
 
 
 @pytest.mark.parametrize(
@@ -103,10 +104,11 @@ def test_mariadb_11_leaves_the_deprecated_flush_method_alone() -> None:
 
 def test_container_spec_per_engine() -> None:
     dialect = MySQLDialect()
-    assert dialect.default_image("mysql") == "mysql:8.4"
+    assert dialect.default_image("mysql") == "mysql:9.7"
     assert dialect.default_image("mariadb") == "mariadb:11.4"
     mysql = dialect.container_spec(Settings(engine="mysql", max_connections=77), "mysql:8.4", "pw")
     assert mysql.environment["MYSQL_ROOT_PASSWORD"] == "pw"
+    assert "--innodb-doublewrite=OFF" in mysql.command
     assert "--performance-schema=OFF" in mysql.command
     assert "--max-connections=77" in mysql.command
     mariadb = dialect.container_spec(Settings(engine="mariadb"), "mariadb:10.11", "pw")
@@ -209,3 +211,30 @@ def test_a_missing_rsa_package_says_what_to_install() -> None:
     translated = MySQLDialect().translate_error(error)
     assert type(translated).__name__ == "ConfigurationError"
     assert "freshdb[mysql]" in str(translated)
+
+
+def test_each_program_ends_its_round_trip_and_events_keep_their_time_zone() -> None:
+    objects = SchemaObjects(
+        character_set="utf8mb4",
+        collation="utf8mb4_0900_ai_ci",
+        tables=(("t", "CREATE TABLE `t` (`id` int)"),),
+        programs=(
+            (
+                "STRICT_TRANS_TABLES",
+                None,
+                "CREATE TRIGGER `a` BEFORE INSERT ON `t` FOR EACH ROW SET @x = 1",
+            ),
+            (
+                "STRICT_TRANS_TABLES",
+                "SYSTEM",
+                "CREATE EVENT `e` ON SCHEDULE EVERY 1 DAY DO DELETE FROM `t`",
+            ),
+        ),
+    )
+    statements = objects.replay(with_tables=True)
+    programs = [s for s in statements if isinstance(s, ProgramDefinition)]
+    assert [p.split("`")[1] for p in programs] == ["a", "e"]
+    event = statements.index(programs[1])
+    assert statements[event - 1] == "SET SESSION time_zone = 'SYSTEM'"
+    assert statements.index(programs[0]) < event
+    assert "time_zone = DEFAULT" in statements[-1]  # the session is left as it was

@@ -64,7 +64,7 @@ from freshdb._version import __version__
 from freshdb.backends.base import RunningServer, ServerBackend
 from freshdb.backends.docker_discovery import LOOPBACK, Reachability, locate_docker, reachability
 from freshdb.config import Settings
-from freshdb.dialects import dialect_for
+from freshdb.dialects import dialect_for, versions
 from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
 from freshdb.errors import (
     ContainerConflictError,
@@ -74,6 +74,7 @@ from freshdb.errors import (
     ServerFullError,
     ServerStartError,
     ServerUnavailableError,
+    UnsupportedServerError,
 )
 
 log = logging.getLogger("freshdb")
@@ -159,6 +160,8 @@ class DockerBackend(ServerBackend):
     # -- public ---------------------------------------------------------------
     def start(self) -> RunningServer:
         started = time.perf_counter()
+        # Before anything is pulled or started: an image whose name is plainly unfit.
+        versions.check_image(self.settings.engine, self.image_name)
         client = self.client()
         reach = self.reachability()
         if reach.bind != LOOPBACK:
@@ -169,12 +172,24 @@ class DockerBackend(ServerBackend):
             )
         image = self.ensure_image(client)
         spec = self.dialect.container_spec(self.settings, self.image_name, "")
+        self._check_image_port(image, spec)
         if self.settings.mode == "throwaway":
             self.reap_leaked_throwaways()
             container, address = self._start_throwaway(client, image, spec, reach)
             reused = False
         else:
             container, address, reused = self._start_sticky(client, image, spec, reach)
+        try:
+            self.dialect.check_supported(
+                address, self.settings.engine, f"the server in image {self.image_name!r}"
+            )
+        except BaseException as exc:
+            # A server freshdb cannot use is of no use to the next session either; a
+            # throwaway one is removed whatever went wrong.
+            if isinstance(exc, UnsupportedServerError) or self.settings.mode == "throwaway":
+                _THROWAWAYS.forget(container.id or "")
+                remove_container(container)
+            raise
         if not reused:
             self.dialect.prepare_new_server(address)
         self._container = container
@@ -266,6 +281,22 @@ class DockerBackend(ServerBackend):
                 f"and your registry access, or set FRESHDB_IMAGE / {variable} to an image "
                 "you have"
             ) from exc
+
+    def _check_image_port(self, image: Image, spec: ContainerSpec) -> None:
+        """Refuse an image that declares ports, none of them the engine's server port.
+
+        Catches an image of another engine whose name does not say so (an id, a
+        private name) before it is started with settings it cannot understand.
+        """
+        exposed = sorted((image.attrs.get("Config") or {}).get("ExposedPorts") or {})
+        if exposed and f"{spec.port}/tcp" not in exposed:
+            raise UnsupportedServerError(
+                f"image {self.image_name!r} exposes {', '.join(exposed)}, not {spec.port}/tcp "
+                f"where a {self.settings.engine} server listens: it runs another engine — "
+                f"use the engine it runs, or choose an image with image= or "
+                f"FRESHDB_{self.settings.engine.upper()}_IMAGE / FRESHDB_IMAGE. freshdb "
+                f"supports: {versions.supported_servers()}"
+            )
 
     # -- containers -------------------------------------------------------------
     def _shape(

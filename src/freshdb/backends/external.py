@@ -35,6 +35,12 @@ class ExternalBackend(ServerBackend):
                 if time.perf_counter() > deadline:
                     raise
                 time.sleep(0.25)
+        self.dialect.check_supported(
+            self.address,
+            self.settings.engine,
+            f"the server at {self.address.host}:{self.address.port}",
+            hint="point FRESHDB_URL / url= at a supported server",
+        )
         return RunningServer(
             address=self.address,
             mode="external",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 from sqlalchemy.engine import URL, make_url
 
 from freshdb.config import Settings
+from freshdb.dialects.versions import Flavour, check_server
 from freshdb.naming import ParsedName, parse_database_name
 
 
@@ -220,6 +221,22 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def server_version(self, conn: DBAPIConnection) -> str:
         """The server's version as ``"<flavour> <major>"``, e.g. ``"postgres 15"``."""
+
+    @abc.abstractmethod
+    def server_release(self, conn: DBAPIConnection) -> tuple[Flavour, tuple[int, ...]]:
+        """Which server answers, and its version: ``("mysql", (9, 7, 4))``."""
+
+    def check_supported(
+        self, address: ServerAddress, engine: str, where: str, hint: str | None = None
+    ) -> None:
+        """Raise :class:`~freshdb.errors.UnsupportedServerError` unless the server at
+        ``address`` is one ``engine`` runs, in a release freshdb supports."""
+        conn = self.connect(address)
+        try:
+            flavour, version = self.server_release(conn)
+        finally:
+            conn.close()
+        check_server(engine, flavour, version, where, hint)
 
     @abc.abstractmethod
     def translate_error(self, exc: BaseException) -> Exception | None:

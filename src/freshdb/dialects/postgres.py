@@ -23,6 +23,7 @@ from freshdb.dialects.base import (
     ServerAddress,
     ServerUse,
 )
+from freshdb.dialects.versions import Flavour
 from freshdb.errors import (
     ConfigurationError,
     FreshDBError,
@@ -41,7 +42,6 @@ from freshdb.naming import (
 
 log = logging.getLogger("freshdb")
 
-MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # Settings whose value is a list of names: the server keeps them as one string with
@@ -185,6 +185,12 @@ class PostgresDialect(Dialect):
 
     def server_version(self, conn: DBAPIConnection) -> str:
         return f"postgres {self._major(conn)}"
+
+    def server_release(self, conn: DBAPIConnection) -> tuple[Flavour, tuple[int, ...]]:
+        number = _pg(conn).info.server_version
+        if number >= 100000:  # 17.12 is 170012; before 10, 9.6.24 was 90624
+            return "postgres", (number // 10000, number % 10000)
+        return "postgres", (number // 10000, number // 100 % 100, number % 100)
 
     @staticmethod
     def _major(conn: DBAPIConnection) -> int:
