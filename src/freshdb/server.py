@@ -390,6 +390,8 @@ class DatabaseServer:
             "engine": self.settings.engine,
             "mode": self.settings.mode,
             "template": self.template,
+            # The owner id in the names of this session's copies (see freshdb.naming).
+            "owner": self._owner,
             "template_reused": self._template.reused if self._template else None,
             "template_build_seconds": (
                 round(self._template.build_seconds, 3) if self._template else None
