@@ -271,6 +271,9 @@ async def cancel_in_the_body(
             names.append(db.name)
             await anyio.to_thread.run_sync(count_with_sync_engine, db)
             if backend == "asyncio":
+                # One connection idle in the engine's pool, which giving the copy back
+                # closes (awaiting the server, inside the cancelled scope), and one busy.
+                await count_with_async_engine(db)
                 async with db.async_engine().connect() as conn:
                     ready.set()
                     await conn.exec_driver_sql(long_query)
