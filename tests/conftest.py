@@ -184,7 +184,9 @@ def _remove_this_runs_containers() -> Iterator[None]:
     from freshdb.backends.docker import remove_container
     from freshdb.naming import LABEL_MANAGED, LABEL_PREFIX_NAME
 
-    for container in client.containers.list(all=True, filters={"label": [f"{LABEL_MANAGED}=true"]}):
+    # Other test runs remove their containers meanwhile: a listed one may be gone.
+    managed = {"label": [f"{LABEL_MANAGED}=true"]}
+    for container in client.containers.list(all=True, filters=managed, ignore_removed=True):
         prefix = (container.labels or {}).get(LABEL_PREFIX_NAME, "")
         if prefix.startswith(RUN_PREFIX[:7]):
             remove_container(container)

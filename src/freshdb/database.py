@@ -9,15 +9,26 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+import anyio
+import anyio.lowlevel
+import anyio.to_thread
 import sqlalchemy
 from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine
+
+from freshdb.errors import FreshDBError
+from freshdb.pool import Cancellation
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
 
 log = logging.getLogger("freshdb")
+
+#: How long giving back a database may spend closing its async engines' connections
+#: politely, even when the task is being cancelled; past it the copy's DROP … FORCE
+#: ends them on the server side.
+ASYNC_DISPOSE_SECONDS = 5.0
 
 
 class EngineFactory:
@@ -176,13 +187,20 @@ class Database:
         return self.engine().connect()
 
     def async_engine(self, **kwargs: Any) -> AsyncEngine:
-        """A SQLAlchemy ``AsyncEngine`` (psycopg async, or aiomysql) for this database."""
+        """A SQLAlchemy ``AsyncEngine`` (psycopg async, or aiomysql) for this database.
+
+        Its drivers run on asyncio only. Under trio, connecting raises a
+        :class:`~freshdb.FreshDBError` saying so: use :meth:`engine` from a worker
+        thread there (``anyio.to_thread.run_sync``); :meth:`server.adatabase()
+        <freshdb.DatabaseServer.adatabase>` itself works under both.
+        """
         from sqlalchemy.ext.asyncio import create_async_engine
 
         with self._lock:
             if not kwargs and self._async_engines:
                 return self._async_engines[0]
             engine = create_async_engine(self.async_url, **kwargs)
+            event.listen(engine.sync_engine, "do_connect", _require_asyncio)
             self._async_engines.append(engine)
             return engine
 
@@ -197,10 +215,14 @@ class Database:
         return self._keep
 
     def release(self) -> None:
-        """Give the database back; it is dropped (or kept) in the background."""
-        if self._released:
-            return
-        self._released = True
+        """Give the database back; it is dropped (or kept) in the background.
+
+        Releasing again does nothing.
+        """
+        with self._lock:
+            if self._released:
+                return
+            self._released = True
         if self._warm_connection is not None:  # never used: no engine was made
             self._engine_factory.discard(self._warm_connection)
             self._warm_connection = None
@@ -215,13 +237,23 @@ class Database:
         self._release(self._keep)
 
     async def arelease(self) -> None:
-        """Give the database back from async code (closes async engines politely)."""
+        """Give the database back from async code (closes async engines politely).
+
+        The database is given back even when the task is being cancelled: closing
+        the engines' connections is shielded from the cancellation (for at most
+        ``ASYNC_DISPOSE_SECONDS``), and the copy is released whatever happens to it.
+        """
         if self._released:
             return
-        for async_engine in self._async_engines:
-            await async_engine.dispose()
-        self._async_engines.clear()
-        self.release()
+        try:
+            if self._async_engines:
+                with anyio.move_on_after(ASYNC_DISPOSE_SECONDS, shield=True):
+                    for async_engine in list(self._async_engines):
+                        await async_engine.dispose()
+        except Exception as exc:  # the server may be gone: the drop cleans up
+            log.debug("closing async connections failed: %s", exc)
+        finally:
+            self.release()
 
     def __enter__(self) -> Database:
         return self
@@ -246,19 +278,71 @@ class Database:
         await self.arelease()
 
 
-class AsyncDatabaseContext:
-    """``async with server.adatabase() as db``: acquires without blocking the event loop."""
+def _require_asyncio(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
+    """Before an async engine connects: its driver needs a running asyncio loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        raise FreshDBError(
+            "db.async_engine() connects with psycopg's or aiomysql's async driver, which "
+            "run on asyncio only, and no asyncio event loop is running here (under trio?) — "
+            "use db.engine() from a worker thread instead (anyio.to_thread.run_sync)"
+        ) from None
 
-    def __init__(self, acquire_now: Callable[[], Database | None], acquire: Callable[[], Database]):
+
+class AsyncDatabaseContext:
+    """``async with server.adatabase() as db``: acquires without blocking the event loop.
+
+    Works under asyncio and trio (through anyio). A cancelled task gives its copy
+    back wherever the cancellation strikes: while it waits for a copy (the wait,
+    in a worker thread, is called off), just after the copy arrived, or in the body.
+    """
+
+    def __init__(
+        self,
+        acquire_now: Callable[[], Database | None],
+        acquire: Callable[[Cancellation], Database],
+    ) -> None:
         self._acquire_now = acquire_now
         self._acquire = acquire
         self._database: Database | None = None
 
     async def __aenter__(self) -> Database:
+        # A task cancelled already takes nothing.
+        await anyio.lowlevel.checkpoint_if_cancelled()
         database = self._acquire_now()  # the usual case: a ready copy, no thread hop
         if database is None:
-            database = await asyncio.to_thread(self._acquire)
+            database = await self._acquire_in_thread()
         self._database = database
+        return database
+
+    async def _acquire_in_thread(self) -> Database:
+        # Exactly one side gives the copy back if the task is cancelled: the thread,
+        # when it gets the copy after the task gave up on it; else the task, which
+        # may have been cancelled after the thread handed the copy over.
+        lock = threading.Lock()
+        cancellation = Cancellation()
+        handed_over: list[Database] = []
+
+        def acquire() -> Database | None:
+            database = self._acquire(cancellation)
+            with lock:
+                if not cancellation.cancelled:
+                    handed_over.append(database)
+                    return database
+            database.release()
+            return None
+
+        try:
+            database = await anyio.to_thread.run_sync(acquire, abandon_on_cancel=True)
+        except BaseException:
+            with lock:
+                cancellation.cancel()
+                orphans = list(handed_over)
+            for orphan in orphans:
+                orphan.release()
+            raise
+        assert database is not None  # None only once cancelled, and then nobody awaits
         return database
 
     async def __aexit__(
@@ -267,5 +351,6 @@ class AsyncDatabaseContext:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._database is not None:
-            await self._database.arelease()
+        database, self._database = self._database, None
+        if database is not None:
+            await database.arelease()

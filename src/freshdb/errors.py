@@ -45,3 +45,7 @@ class MigrationError(FreshDBError):
 
 class PoolTimeoutError(FreshDBError):
     """No copy became ready within the acquire timeout."""
+
+
+class AcquireCancelledError(FreshDBError):
+    """Waiting for a copy was called off (the waiting task was cancelled)."""

@@ -1,15 +1,22 @@
 """The pool of ready copies, and the one place where a copy's state lives.
 
-A copy moves through explicit states, each move made under the pool's lock:
+A copy moves through explicit states, each move made by :meth:`ClonePool._move`
+under the pool's lock (``_MOVES`` lists every move allowed):
 
     CREATING ──▶ READY ──▶ IN_USE ──▶ DIRTY ──▶ DROPPING ──▶ GONE
-                                  └──▶ KEEP ───▶ (renamed, kept for inspection)
+        │                     └─────▶ KEEP ───▶ RENAMING ──▶ GONE
+        └──▶ DIRTY  (the clone failed, or the pool closed meanwhile)
 
-Background threads do the slow work, each on its own server connection: the
-*cloners* keep ``size`` copies READY (more while callers wait), the *dropper* drops
-released copies. ``acquire()`` only pops a READY copy, so a caller never waits for
-``CREATE DATABASE`` or ``DROP DATABASE`` unless the pool ran dry. The pool knows
-nothing of engines: a :class:`CopyWorker` does the SQL.
+GONE means the pool no longer owns the copy: dropped, kept under its kept name, or
+(when dropping failed or the server is gone) left to be reaped once this session's
+owner lease is gone. Background threads do the slow work, each on its own server
+connection: the *cloners* keep ``size`` copies READY (more while callers wait), the
+*dropper* drops or renames released copies. ``acquire()`` only pops a READY copy, so a
+caller never waits for ``CREATE DATABASE`` or ``DROP DATABASE`` unless the pool ran
+dry. The pool knows nothing of engines: a :class:`CopyWorker` does the SQL.
+
+Releasing a copy that is no longer in use (released before, or taken back when the
+pool closed) does nothing: giving back twice is harmless, as closing a file twice is.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from freshdb.errors import FreshDBError, PoolTimeoutError
+from freshdb.errors import AcquireCancelledError, FreshDBError, PoolTimeoutError
 
 log = logging.getLogger("freshdb")
 
@@ -31,14 +38,26 @@ log = logging.getLogger("freshdb")
 class CopyState(enum.Enum):
     """Where a copy is in its life."""
 
-    CREATING = "creating"
-    READY = "ready"
-    IN_USE = "in use"
-    DIRTY = "dirty"
-    KEEP = "keep"
-    DROPPING = "dropping"
-    KEPT = "kept"
-    GONE = "gone"
+    CREATING = "creating"  # a cloner is making it
+    READY = "ready"  # made, waiting in the pool for a caller
+    IN_USE = "in use"  # handed out, until released
+    DIRTY = "dirty"  # given back (or broken): waits for the dropper to drop it
+    KEEP = "keep"  # given back to be kept: waits for the dropper to rename it
+    DROPPING = "dropping"  # the dropper is dropping it
+    RENAMING = "renaming"  # the dropper is renaming it to its kept name
+    GONE = "gone"  # no longer the pool's: dropped, kept, or left to the reaper
+
+
+_MOVES: dict[CopyState, frozenset[CopyState]] = {
+    CopyState.CREATING: frozenset({CopyState.READY, CopyState.DIRTY, CopyState.GONE}),
+    CopyState.READY: frozenset({CopyState.IN_USE, CopyState.DIRTY, CopyState.GONE}),
+    CopyState.IN_USE: frozenset({CopyState.DIRTY, CopyState.KEEP, CopyState.GONE}),
+    CopyState.DIRTY: frozenset({CopyState.DROPPING, CopyState.GONE}),
+    CopyState.KEEP: frozenset({CopyState.RENAMING, CopyState.GONE}),
+    CopyState.DROPPING: frozenset({CopyState.GONE}),
+    CopyState.RENAMING: frozenset({CopyState.GONE}),
+    CopyState.GONE: frozenset(),
+}
 
 
 @dataclasses.dataclass(eq=False)
@@ -47,13 +66,15 @@ class Copy:
 
     name: str
     seq: int
-    state: CopyState = CopyState.CREATING
     #: The name the copy is renamed to if its user keeps it (known from the start,
     #: so a test's report can name it before the rename happens).
-    kept_name: str | None = None
+    kept_name: str
+    state: CopyState = CopyState.CREATING
     #: What the worker made along with the copy (an open connection to it), taken by
     #: whoever acquires the copy; discarded by the dropper if nobody did.
     attachment: Any = None
+    #: The worker that made the attachment, and knows how to let go of it.
+    made_by: CopyWorker | None = None
 
 
 class CopyWorker(Protocol):
@@ -65,7 +86,7 @@ class CopyWorker(Protocol):
         ...
 
     def discard(self, attachment: Any) -> None:
-        """Let go of an attachment nobody took."""
+        """Let go of an attachment nobody took (even after :meth:`close`)."""
         ...
 
     def drop(self, name: str) -> None:
@@ -81,8 +102,43 @@ class CopyWorker(Protocol):
         ...
 
 
+class Cancellation:
+    """Lets another thread call off an :meth:`ClonePool.acquire` that is waiting.
+
+    Async code waits for a copy in a worker thread; when the waiting task is
+    cancelled, :meth:`cancel` ends that wait at once instead of leaving the thread
+    (and a copy cloned for it) to the acquire timeout.
+    """
+
+    def __init__(self) -> None:
+        self._cancelled = False
+        self._cond: threading.Condition | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether :meth:`cancel` was called."""
+        return self._cancelled
+
+    def cancel(self) -> None:
+        """Make the acquire this was given to raise :class:`AcquireCancelledError`."""
+        self._cancelled = True
+        # Set before reading: an acquire that attaches after this read sees the flag.
+        cond = self._cond
+        if cond is not None:
+            with cond:
+                cond.notify_all()
+
+    def _attach(self, cond: threading.Condition) -> None:
+        self._cond = cond
+
+
 class ClonePool:
     """Keeps ``size`` copies ready and drops released ones in the background."""
+
+    #: Failed clone attempts in a row after which callers waiting for a copy are
+    #: told why: one failure may be a blip the cloner's retry gets over (a server
+    #: full for a moment), so it alone fails nobody.
+    failures_before_giving_up = 3
 
     def __init__(
         self,
@@ -103,12 +159,13 @@ class ClonePool:
         self._to_drop: collections.deque[Copy] = collections.deque()
         self._copies: dict[str, Copy] = {}
         self._seq = 0
-        self._creating = 0
         self._waiting = 0
-        self._closing = False
-        self._cloner_done = False
-        self._failure: BaseException | None = None
+        self._closing = False  # no more hand-outs, no more clones
+        self._closed = False  # close() has queued (or given up) every copy
+        self._drop_on_close = True
+        self._failure: BaseException | None = None  # the last clone attempt's, if it failed
         self._failures = 0  # clone attempts that failed, ever: a waiter's clock
+        self._failure_streak = 0  # clone attempts that failed since the last success
         self.counters = collections.Counter[str]()
         self.wait_seconds = 0.0
         self.cloners = max(1, cloners)
@@ -134,25 +191,35 @@ class ClonePool:
     def close(self, timeout: float = 60.0, drop: bool = True) -> None:
         """Stop cloning and drop every copy this pool made (waits for the drops).
 
-        ``drop=False`` when the server is gone: there is nothing left to drop.
+        Callers waiting for a copy get a :class:`FreshDBError` at once; copies still
+        in use are dropped too (their later release does nothing). ``drop=False``
+        when the server is gone: there is nothing left to drop, and every copy is
+        given up at once.
         """
         with self._cond:
             if self._closing:
                 return
             self._closing = True
+            self._drop_on_close = drop
             self._cond.notify_all()
         for thread in self._cloner_threads:
             thread.join(timeout)
         with self._cond:
+            self._ready.clear()
             if not drop:
                 self._to_drop.clear()
+            given_up = []
             for copy in list(self._copies.values()):
-                if copy.state in (CopyState.READY, CopyState.IN_USE) and drop:
-                    copy.state = CopyState.DIRTY
-                    self._to_drop.append(copy)
-            self._ready.clear()
-            self._cloner_done = True
+                if copy.state in (CopyState.READY, CopyState.IN_USE):
+                    self._retire(copy)
+                elif copy.state in (CopyState.DIRTY, CopyState.KEEP) and not drop:
+                    self._move(copy, CopyState.GONE)
+                if copy.state is CopyState.GONE:
+                    given_up.append(copy)
+            self._closed = True
             self._cond.notify_all()
+        for copy in given_up:
+            _discard_quietly(copy)
         if self._dropper_thread is not None:
             self._dropper_thread.join(timeout)
 
@@ -163,8 +230,14 @@ class ClonePool:
             self._check_open()
             return self._take() if self._ready else None
 
-    def acquire(self, timeout: float | None = None) -> Copy:
-        """A READY copy, waiting (bounded) only if the pool is empty."""
+    def acquire(self, timeout: float | None = None, cancel: Cancellation | None = None) -> Copy:
+        """A READY copy, waiting (bounded) only if the pool is empty.
+
+        Raises :class:`PoolTimeoutError` when no copy is ready in time, the cause
+        when making copies keeps failing while this caller waits,
+        :class:`AcquireCancelledError` once ``cancel`` is cancelled, and
+        :class:`FreshDBError` when the pool closes.
+        """
         with self._cond:
             self._check_open()
             if self._ready:
@@ -173,14 +246,25 @@ class ClonePool:
             self._waiting += 1
             started = time.monotonic()
             deadline = started + (self.acquire_timeout if timeout is None else timeout)
-            # Only a clone that fails while this caller waits fails it: a failure from
-            # before (a server full a moment ago) may be over, and the cloner retries.
+            # A failure from before this caller came (a server full a moment ago) may
+            # be over: only one while it waits, in a streak long enough to look
+            # lasting, fails it.
             failures_seen = self._failures
-            self._cond.notify_all()
+            if cancel is not None:
+                cancel._attach(self._cond)
+            self._cond.notify_all()  # a cloner makes one more
             try:
-                while not self._ready:
+                while True:
                     self._check_open()
-                    if self._failures != failures_seen and self._failure is not None:
+                    if cancel is not None and cancel.cancelled:
+                        raise AcquireCancelledError("waiting for a copy was cancelled")
+                    if self._ready:
+                        return self._take()
+                    if (
+                        self._failures != failures_seen
+                        and self._failure_streak >= self.failures_before_giving_up
+                        and self._failure is not None
+                    ):
                         raise copy_failed(self._failure) from self._failure
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
@@ -191,22 +275,29 @@ class ClonePool:
                             "server is just slow"
                         )
                     self._cond.wait(remaining)
-                return self._take()
             finally:
                 self._waiting -= 1
                 self.wait_seconds += time.monotonic() - started
 
     def release(self, copy: Copy, keep: bool = False) -> None:
-        """Give a copy back: it is dropped (or kept) in the background."""
+        """Give a copy back: it is dropped (or kept) in the background.
+
+        Does nothing if the copy is no longer in use (released before, or taken
+        back when the pool closed).
+        """
         with self._cond:
             if copy.state is not CopyState.IN_USE:
+                log.debug("%s was given back already (%s)", copy.name, copy.state.value)
                 return
-            copy.state = CopyState.KEEP if keep else CopyState.DIRTY
+            self._move(copy, CopyState.KEEP if keep else CopyState.DIRTY)
             self._to_drop.append(copy)
             self._cond.notify_all()
 
     def stats(self) -> dict[str, Any]:
-        """Counts of copies by state and of the work done."""
+        """Counts of copies by state and of the work done.
+
+        ``ready + busy + creating + dropping + keeping == total`` at every moment.
+        """
         with self._cond:
             by_state = collections.Counter(c.state for c in self._copies.values())
             return {
@@ -214,25 +305,45 @@ class ClonePool:
                 "busy": by_state[CopyState.IN_USE],
                 "creating": by_state[CopyState.CREATING],
                 "dropping": by_state[CopyState.DIRTY] + by_state[CopyState.DROPPING],
-                "total": sum(by_state.values()),
+                "keeping": by_state[CopyState.KEEP] + by_state[CopyState.RENAMING],
+                "total": len(self._copies),
                 "size": self.size,
                 "clones": self.counters["clones"],
+                "clone_failures": self._failures,
                 "drops": self.counters["drops"],
+                "drop_failures": self.counters["drop_failures"],
                 "kept": self.counters["kept"],
                 "acquired": self.counters["acquired"],
                 "waits": self.counters["waits"],
+                "waiting": self._waiting,
                 "wait_seconds": round(self.wait_seconds, 4),
                 "failure": None if self._failure is None else str(self._failure),
             }
 
     # -- internals -------------------------------------------------------------
+    def _move(self, copy: Copy, state: CopyState) -> None:
+        """The one place a copy changes state (under the lock)."""
+        if state not in _MOVES[copy.state]:
+            raise AssertionError(f"copy {copy.name}: no move from {copy.state} to {state}")
+        copy.state = state
+        if state is CopyState.GONE:
+            self._copies.pop(copy.name, None)
+
+    def _retire(self, copy: Copy) -> None:
+        """A copy the closing pool takes back: queued to drop, or given up."""
+        if self._drop_on_close:
+            self._move(copy, CopyState.DIRTY)
+            self._to_drop.append(copy)
+        else:
+            self._move(copy, CopyState.GONE)
+
     def _check_open(self) -> None:
         if self._closing:
             raise FreshDBError("the server was stopped: no more copies can be handed out")
 
     def _take(self) -> Copy:
         copy = self._ready.popleft()
-        copy.state = CopyState.IN_USE
+        self._move(copy, CopyState.IN_USE)
         self.counters["acquired"] += 1
         self._cond.notify_all()  # the cloner refills
         return copy
@@ -244,7 +355,8 @@ class ClonePool:
     def _wants_clone(self) -> bool:
         if self._closing:
             return False
-        return len(self._ready) + self._creating < self.size + self._waiting
+        creating = sum(1 for c in self._copies.values() if c.state is CopyState.CREATING)
+        return len(self._ready) + creating < self.size + self._waiting
 
     def _clone_loop(self) -> None:
         worker: CopyWorker | None = None
@@ -256,23 +368,19 @@ class ClonePool:
                 if self._closing:
                     break
                 self._seq += 1
-                copy = Copy(
-                    self._copy_name(self._seq), self._seq, kept_name=self._kept_name(self._seq)
-                )
+                copy = Copy(self._copy_name(self._seq), self._seq, self._kept_name(self._seq))
                 self._copies[copy.name] = copy
-                self._creating += 1
             try:
                 if worker is None:
                     worker = self._open_worker()
-                copy.attachment = worker.clone(copy.name)
+                copy.attachment, copy.made_by = worker.clone(copy.name), worker
             except Exception as exc:
                 log.warning("making copy %s failed: %s", copy.name, exc)
                 with self._cond:
-                    self._creating -= 1
-                    copy.state = CopyState.DIRTY  # drop whatever half of it exists
-                    self._to_drop.append(copy)
                     self._failure = exc
                     self._failures += 1
+                    self._failure_streak += 1
+                    self._give_back_unready(copy)  # drop whatever half of it exists
                     self._cond.notify_all()
                 if worker is not None:
                     _close_quietly(worker)
@@ -283,50 +391,65 @@ class ClonePool:
                 continue
             backoff = 0.0
             with self._cond:
-                self._creating -= 1
                 self._failure = None
+                self._failure_streak = 0
                 self.counters["clones"] += 1
                 if self._closing:
-                    copy.state = CopyState.DIRTY
-                    self._to_drop.append(copy)
+                    self._give_back_unready(copy)
                 else:
-                    copy.state = CopyState.READY
+                    self._move(copy, CopyState.READY)
                     self._ready.append(copy)
                 self._cond.notify_all()
+            if copy.state is CopyState.GONE:
+                _discard_quietly(copy)
         if worker is not None:
             _close_quietly(worker)
+
+    def _give_back_unready(self, copy: Copy) -> None:
+        """A copy that never became READY (a failed clone, or the pool closed)."""
+        if self._closed or (self._closing and not self._drop_on_close):
+            # close() is done (the dropper may be gone) or there is nothing to drop:
+            # the session's final sweep, or a later session's reaper, drops it.
+            self._move(copy, CopyState.GONE)
+        else:
+            self._move(copy, CopyState.DIRTY)
+            self._to_drop.append(copy)
 
     def _drop_loop(self) -> None:
         worker: CopyWorker | None = None
         while True:
             with self._cond:
-                while not self._to_drop and not self._cloner_done:
+                while not self._to_drop and not self._closed:
                     self._cond.wait()
                 if not self._to_drop:
                     break
                 copy = self._to_drop.popleft()
                 keep = copy.state is CopyState.KEEP
-                copy.state = CopyState.DROPPING
+                self._move(copy, CopyState.RENAMING if keep else CopyState.DROPPING)
+            _discard_quietly(copy)
             try:
                 if worker is None:
                     worker = self._open_worker()
-                attachment, copy.attachment = copy.attachment, None
-                if attachment is not None:
-                    worker.discard(attachment)
-                if keep and copy.kept_name:
+                if keep:
                     worker.rename(copy.name, copy.kept_name)
                 else:
                     worker.drop(copy.name)
+                outcome = "kept" if keep else "drops"
             except Exception as exc:
                 # The owner's lease dies with this session, so the copy is reaped later.
-                log.warning("dropping copy %s failed (it will be reaped later): %s", copy.name, exc)
+                log.warning(
+                    "%s copy %s failed (it will be reaped later): %s",
+                    "keeping" if keep else "dropping",
+                    copy.name,
+                    exc,
+                )
+                outcome = "drop_failures"
                 if worker is not None:
                     _close_quietly(worker)
                     worker = None
             with self._cond:
-                copy.state = CopyState.KEPT if keep else CopyState.GONE
-                self.counters["kept" if keep else "drops"] += 1
-                self._copies.pop(copy.name, None)
+                self.counters[outcome] += 1
+                self._move(copy, CopyState.GONE)
                 self._cond.notify_all()
         if worker is not None:
             _close_quietly(worker)
@@ -340,6 +463,17 @@ def copy_failed(failure: BaseException) -> FreshDBError:
     """
     kind = type(failure) if isinstance(failure, FreshDBError) else FreshDBError
     return kind(f"cannot make a copy of the template: {failure}")
+
+
+def _discard_quietly(copy: Copy) -> None:
+    """Let go of what came with a copy nobody took (an open connection to it)."""
+    attachment, copy.attachment = copy.attachment, None
+    if attachment is None or copy.made_by is None:
+        return
+    try:
+        copy.made_by.discard(attachment)
+    except Exception as exc:
+        log.debug("letting go of what came with copy %s failed: %s", copy.name, exc)
 
 
 def _close_quietly(worker: CopyWorker) -> None:

@@ -21,9 +21,14 @@ from freshdb.config import Settings, resolve_settings
 from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
-from freshdb.errors import DockerUnavailableError, FreshDBError, ServerUnavailableError
+from freshdb.errors import (
+    AcquireCancelledError,
+    DockerUnavailableError,
+    FreshDBError,
+    ServerUnavailableError,
+)
 from freshdb.migrators import Migrator, as_migrator
-from freshdb.pool import ClonePool, Copy
+from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.template import Template, TemplateBuilder, prune_templates
 
 log = logging.getLogger("freshdb")
@@ -265,11 +270,18 @@ class DatabaseServer:
             copy = pool.try_acquire()
             return None if copy is None else self._wrap(pool, copy)
 
-        return AsyncDatabaseContext(now, lambda: self._wrap(pool, self._acquire(pool, timeout)))
+        def waiting(cancel: Cancellation) -> Database:
+            return self._wrap(pool, self._acquire(pool, timeout, cancel))
 
-    def _acquire(self, pool: ClonePool, timeout: float | None) -> Copy:
+        return AsyncDatabaseContext(now, waiting)
+
+    def _acquire(
+        self, pool: ClonePool, timeout: float | None, cancel: Cancellation | None = None
+    ) -> Copy:
         try:
-            return pool.acquire(timeout)
+            return pool.acquire(timeout, cancel)
+        except AcquireCancelledError:
+            raise
         except ServerUnavailableError:
             # The pool cannot reach the server: if it is gone, say that instead.
             self._check_server(ask_backend=True)
@@ -383,6 +395,8 @@ class DatabaseServer:
             "engine": self.settings.engine,
             "mode": self.settings.mode,
             "template": self.template,
+            # The owner id in the names of this session's copies (see freshdb.naming).
+            "owner": self._owner,
             "template_reused": self._template.reused if self._template else None,
             "template_build_seconds": (
                 round(self._template.build_seconds, 3) if self._template else None
