@@ -564,14 +564,14 @@ def test_sql_files_run_as_the_mysql_client_runs_them(
 
 @pytest.mark.parametrize("engine", ENGINES)
 def test_a_sql_file_that_never_ends_names_file_and_line(
-    engine: str, tmp_path: Path, run_prefix: str, postgres_image: str, mariadb_image: str
+    engine: str, tmp_path: Path, run_prefix: str
 ) -> None:
     schema = tmp_path / "broken.sql"
     schema.write_text(
         f"-- {secrets.token_hex(6)}\nCREATE TABLE ok_so_far (x int);\n\n"
         "INSERT INTO ok_so_far VALUES (1);\nSELECT 'never closed;\nSELECT 2;\n"
     )
-    image = image_for(engine, postgres_image, mariadb_image)
+    image = image_for(engine)
     server = server_for(engine, image, run_prefix, schema, pool_size=0)
     with pytest.raises(MigrationError) as caught:
         server.start()
