@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -33,7 +34,22 @@ from freshdb.naming import (
 
 MINIMUM_MAJOR = 13  # DROP DATABASE ... WITH (FORCE)
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
+IDLE_SESSION_TIMEOUT_MAJOR = 14  # the idle_session_timeout setting
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+# Bounded I/O on every admin connection. A server that is busy still acknowledges
+# packets and answers keepalive probes from its kernel, so none of these can cut a
+# long legitimate statement (a big CREATE DATABASE, a lock wait); they end a
+# connection whose server host or network is gone, instead of leaving it hanging
+# for the kernel's defaults (two hours for keepalives, ~15 minutes of
+# retransmissions). An idle connection is probed after 10 s, then every 5 s, and
+# given up after 3 unanswered probes; sent data unacknowledged for 30 s ends it.
+_KEEPALIVE_OPTIONS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
 # What the server says when max_connections is reached (SQLSTATE 53300), to anyone
 # and to all but superusers (the wording changed in Postgres 16).
 _TOO_MANY_CONNECTIONS = (
@@ -128,8 +144,11 @@ class PostgresDialect(Dialect):
                 password=address.password,
                 dbname=database or address.admin_database,
                 autocommit=True,
-                connect_timeout=max(2, int(timeout)),
+                # Bounds the whole handshake, so connecting to a paused server
+                # (whose kernel still accepts the TCP connection) fails in time.
+                connect_timeout=max(2, math.ceil(timeout)),
                 application_name="freshdb",
+                **_KEEPALIVE_OPTIONS,
             )
         except psycopg.Error as exc:
             translated = self.translate_error(exc)
@@ -218,6 +237,12 @@ class PostgresDialect(Dialect):
 
     # -- ownership and locks ------------------------------------------------------
     def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
+        # The lease lives as long as the session and sits idle between its uses: a
+        # server-wide idle limit (an external server's, say) must not end it, or
+        # the session would look dead and its copies be reaped under its tests.
+        _pg(conn).execute("SET idle_in_transaction_session_timeout = 0")
+        if self._major(conn) >= IDLE_SESSION_TIMEOUT_MAJOR:
+            _pg(conn).execute("SET idle_session_timeout = 0")
         taken = self.scalar(
             conn,
             "SELECT pg_try_advisory_lock(%s, %s)",
