@@ -401,29 +401,36 @@ class DatabaseServer:
     def _unanswered_error(self) -> ServerUnavailableError | None:
         """The error to give if the server does not answer a new connection in time."""
         running = self._running
+        reason = self._why_unanswered()
+        if running is None or reason is None:
+            return None
+        where = running.container_name or f"{running.address.host}:{running.address.port}"
+        return ServerUnavailableError(
+            f"the server {where} does not answer: {reason} (this session goes on once it "
+            "answers again)"
+        )
+
+    def _why_unanswered(self) -> str | None:
+        """Why the server does not answer a new connection in time, or None if it does."""
+        running = self._running
         if running is None:
             return None
         try:
             self.dialect.ping(running.address, timeout=ANSWER_TIMEOUT)
         except ServerUnavailableError as exc:
-            reason = str(exc)
+            failure = str(exc)
         except FreshDBError:
             return None  # it answered, if only to refuse (full, say): not a hang
         except Exception as exc:
-            reason = f"{type(exc).__name__}: {exc}"
+            failure = f"{type(exc).__name__}: {exc}"
         else:
             return None
-        where = running.container_name or f"{running.address.host}:{running.address.port}"
         note = self._pause_note()
         if note is not None:
-            return ServerUnavailableError(
-                f"the server {where} does not answer: {note} to resume it (this session "
-                "goes on once it answers again)"
-            )
-        return ServerUnavailableError(
-            f"the server {where} did not answer within {ANSWER_TIMEOUT:.0f} s ({reason}) — "
-            "is it paused, overloaded, or is the network to it cut? This session goes on "
-            "once it answers again"
+            return f"{note} to resume it"
+        return (
+            f"a new connection got no answer within {ANSWER_TIMEOUT:.0f} s ({failure}) — "
+            "is it paused or overloaded, or is the network to it cut?"
         )
 
     def _pause_note(self) -> str | None:
@@ -462,6 +469,13 @@ class DatabaseServer:
         if not alive:
             return ServerUnavailableError(
                 f"the server {where} does not answer any more — once it is back, {again}"
+            )
+        unanswered = self._why_unanswered()
+        if unanswered is not None:
+            return ServerUnavailableError(
+                f"lost this session's connection to the server {where}, and it does not "
+                f"answer a new one: {unanswered} Once it answers again, leave `with "
+                "DatabaseServer(...)` (or call stop()) and start a new session"
             )
         return ServerUnavailableError(
             f"the server {where} ended this session's connection (it restarted, or someone "

@@ -91,9 +91,12 @@ def session(engine: Engine) -> Iterator[tuple[Engine, str, freshdb.DatabaseServe
 def next_session_works(engine: Engine, prefix: str) -> None:
     """A new session on the same sticky server gets a working copy."""
     schema = CallableMigrator(items, key=secrets.token_hex(4))
-    with engine.server(prefix, pool_size=1, schema=schema) as again:
-        with again.database() as db, db.engine().connect() as conn:
-            assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 0
+    with (
+        engine.server(prefix, pool_size=1, schema=schema) as again,
+        again.database() as db,
+        db.engine().connect() as conn,
+    ):
+        assert conn.exec_driver_sql("SELECT count(*) FROM items").scalar() == 0
 
 
 def test_a_paused_server_gives_a_clear_error_and_stop_returns(
@@ -108,6 +111,7 @@ def test_a_paused_server_gives_a_clear_error_and_stop_returns(
     container.pause()
     try:
         refused = copies_until_refused(server)
+        assert f"the server {container.name} does not answer" in str(refused)
         assert f"docker unpause {container.name}" in str(refused)
         within_bound(server.stop)
         assert "does not answer" in caplog.text
@@ -130,7 +134,9 @@ def test_a_server_cut_off_the_network_gives_a_clear_error_and_stop_returns(
     bridge.disconnect(container)
     try:
         refused = copies_until_refused(server)
-        assert container.name in str(refused)
+        assert f"the server {container.name}" in str(refused)
+        assert "does not answer" in str(refused)
+        assert "network to it cut" in str(refused)
         within_bound(server.stop)
     finally:
         container.reload()
