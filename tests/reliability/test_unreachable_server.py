@@ -11,7 +11,9 @@ Each test pauses or disconnects only the container of its own prefix.
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,7 +25,7 @@ import freshdb
 from freshdb.errors import ServerUnavailableError
 from freshdb.migrators import CallableMigrator
 
-from .conftest import NEVER_HANGS, Engine, new_prefix
+from .conftest import NEVER_HANGS, Admin, Engine, new_prefix
 
 pytestmark = pytest.mark.docker
 
@@ -143,3 +145,57 @@ def test_a_server_cut_off_the_network_gives_a_clear_error_and_stop_returns(
         if "bridge" not in container.attrs["NetworkSettings"]["Networks"]:
             bridge.connect(container)
     next_session_works(engine, prefix)
+
+
+# -- bounded, yet never cutting legitimate work ------------------------------------------
+def test_admin_connections_bound_their_io_but_not_a_long_statement(
+    engine: Engine, run_prefix: str
+) -> None:
+    dialect = engine.dialect
+    with engine.server(run_prefix, pool_size=1) as server:
+        conn = dialect.connect(server.address, timeout=2)
+        try:
+            fileno = dialect.connection_fileno(conn)
+            assert fileno is not None and fileno >= 0
+            with socket.socket(fileno=os.dup(fileno)) as sock:
+                # A server host or network gone is noticed, not waited on for hours.
+                assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) == 1
+                assert 0 < sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE) < 7200
+                if hasattr(socket, "TCP_USER_TIMEOUT"):
+                    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT) > 0
+            # Longer than the connect timeout, which bounds the handshake only (MySQL's
+            # handshake is bounded by the read timeout): a slow statement is no hang.
+            sleep = (
+                "SELECT pg_sleep(3)" if engine.dialect.family == "postgres" else "SELECT SLEEP(3)"
+            )
+            dialect.scalar(conn, sleep)
+            if dialect.family == "mysql":
+                # DDL waiting on a metadata lock gives up (the server default is a day
+                # or a year); the session never idles out.
+                lock_wait, idle = dialect.rows(
+                    conn, "SELECT @@SESSION.lock_wait_timeout, @@SESSION.wait_timeout"
+                )[0]
+                assert 0 < int(lock_wait) <= 3600
+                assert int(idle) >= 86400
+        finally:
+            conn.close()
+
+
+def test_a_server_wide_idle_limit_ends_no_connection_of_the_session(postgres: Engine) -> None:
+    with postgres.server(new_prefix(), pool_size=1) as server:
+        wait_for_ready(server, 1)
+        with Admin.of(server) as admin:
+            admin.execute("ALTER SYSTEM SET idle_session_timeout = '1s'")
+            admin.execute("ALTER SYSTEM SET idle_in_transaction_session_timeout = '1s'")
+            admin.execute("SELECT pg_reload_conf()")
+        time.sleep(3)  # the lease and the pool's connections idle past the limit
+        clones = server.stats()["clones"]
+        # Each hand-out checks the lease (it would say the session ended); each
+        # refill runs on a pool connection that idled as long.
+        for _ in range(3):
+            with server.database() as db:
+                assert db.name
+        wait_for_ready(server, 1)
+        stats = server.stats()
+        assert stats["failure"] is None
+        assert stats["clones"] >= clones + 3

@@ -137,7 +137,7 @@ class PostgresDialect(Dialect):
         self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
     ) -> DBAPIConnection:
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 host=address.host,
                 port=address.port,
                 user=address.user,
@@ -150,6 +150,20 @@ class PostgresDialect(Dialect):
                 application_name="freshdb",
                 **_KEEPALIVE_OPTIONS,
             )
+            # Admin connections live as long as the session and sit idle between
+            # uses (the lease above all): a server-wide idle limit (an external
+            # server's, say) must not end them, or the session would look dead and
+            # its copies be reaped under its tests. (Off in one round trip; the
+            # version is known from the handshake.)
+            off = "SET idle_in_transaction_session_timeout = 0"
+            if conn.info.server_version // 10000 >= IDLE_SESSION_TIMEOUT_MAJOR:
+                off += "; SET idle_session_timeout = 0"
+            try:
+                conn.execute(off.encode())
+            except BaseException:
+                conn.close()
+                raise
+            return conn
         except psycopg.Error as exc:
             translated = self.translate_error(exc)
             if translated is not None:
@@ -237,12 +251,6 @@ class PostgresDialect(Dialect):
 
     # -- ownership and locks ------------------------------------------------------
     def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
-        # The lease lives as long as the session and sits idle between its uses: a
-        # server-wide idle limit (an external server's, say) must not end it, or
-        # the session would look dead and its copies be reaped under its tests.
-        _pg(conn).execute("SET idle_in_transaction_session_timeout = 0")
-        if self._major(conn) >= IDLE_SESSION_TIMEOUT_MAJOR:
-            _pg(conn).execute("SET idle_session_timeout = 0")
         taken = self.scalar(
             conn,
             "SELECT pg_try_advisory_lock(%s, %s)",
