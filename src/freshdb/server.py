@@ -11,6 +11,7 @@ import contextlib
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
@@ -148,7 +149,9 @@ class DatabaseServer:
         # every hand-out; this lock keeps two threads off the connection at once.
         self._lease_lock = threading.Lock()
         self._gone: FreshDBError | None = None  # why this session can hand out no more
-        self._workers: set[_SqlCopyWorker] = set()  # the pool's open connections
+        # The pool's workers, to abort if the server stops answering during stop();
+        # weak, so the ones the pool has closed and let go of are forgotten.
+        self._workers: weakref.WeakSet[_SqlCopyWorker] = weakref.WeakSet()
         self._workers_lock = threading.Lock()
         self._engines = EngineFactory()
 
@@ -286,18 +289,19 @@ class DatabaseServer:
 
         def watch() -> None:
             while not finished.wait(STOP_CHECK_INTERVAL):
-                error = self._unanswered_error()
-                if error is None:
+                reason = self._why_unanswered()
+                if reason is None:
                     continue
                 with lock:
                     if finished.is_set():
                         return
                     abandoned.set()
-                    log.warning(
-                        "%s; this session's copies stay on it until a later session or "
-                        "`freshdb prune` reaps them",
-                        error,
+                    error = ServerUnavailableError(
+                        f"stopping without the server {self._where()}, which does not "
+                        f"answer: {reason}; this session's copies stay on it until a later "
+                        "session or `freshdb prune` reaps them"
                     )
+                    log.warning("%s", error)
                     if pool is not None:
                         pool.server_gone(error)
                     with self._workers_lock:
@@ -400,15 +404,19 @@ class DatabaseServer:
 
     def _unanswered_error(self) -> ServerUnavailableError | None:
         """The error to give if the server does not answer a new connection in time."""
-        running = self._running
         reason = self._why_unanswered()
-        if running is None or reason is None:
+        if reason is None:
             return None
-        where = running.container_name or f"{running.address.host}:{running.address.port}"
         return ServerUnavailableError(
-            f"the server {where} does not answer: {reason} (this session goes on once it "
-            "answers again)"
+            f"the server {self._where()} does not answer: {reason} (this session goes on "
+            "once it answers again)"
         )
+
+    def _where(self) -> str:
+        running = self._running
+        if running is None:
+            return "(not started)"
+        return running.container_name or f"{running.address.host}:{running.address.port}"
 
     def _why_unanswered(self) -> str | None:
         """Why the server does not answer a new connection in time, or None if it does."""

@@ -116,7 +116,7 @@ def test_a_paused_server_gives_a_clear_error_and_stop_returns(
         assert f"the server {container.name} does not answer" in str(refused)
         assert f"docker unpause {container.name}" in str(refused)
         within_bound(server.stop)
-        assert "does not answer" in caplog.text
+        assert f"stopping without the server {container.name}, which does not answer" in caplog.text
         assert "until a later session or `freshdb prune` reaps them" in caplog.text
     finally:
         container.reload()
