@@ -182,12 +182,14 @@ def test_admin_connections_bound_their_io_but_not_a_long_statement(
 
 
 def test_a_server_wide_idle_limit_ends_no_connection_of_the_session(postgres: Engine) -> None:
-    with postgres.server(new_prefix(), pool_size=1) as server:
+    prefix = new_prefix()
+    with postgres.server(prefix, pool_size=0) as first, Admin.of(first) as admin:
+        # A limit set on the server applies to connections opened from now on.
+        admin.execute("ALTER SYSTEM SET idle_session_timeout = '1s'")
+        admin.execute("ALTER SYSTEM SET idle_in_transaction_session_timeout = '1s'")
+        admin.execute("SELECT pg_reload_conf()")
+    with postgres.server(prefix, pool_size=1) as server:
         wait_for_ready(server, 1)
-        with Admin.of(server) as admin:
-            admin.execute("ALTER SYSTEM SET idle_session_timeout = '1s'")
-            admin.execute("ALTER SYSTEM SET idle_in_transaction_session_timeout = '1s'")
-            admin.execute("SELECT pg_reload_conf()")
         time.sleep(3)  # the lease and the pool's connections idle past the limit
         clones = server.stats()["clones"]
         # Each hand-out checks the lease (it would say the session ended); each
@@ -195,6 +197,7 @@ def test_a_server_wide_idle_limit_ends_no_connection_of_the_session(postgres: En
         for _ in range(3):
             with server.database() as db:
                 assert db.name
+            time.sleep(1.5)
         wait_for_ready(server, 1)
         stats = server.stats()
         assert stats["failure"] is None
