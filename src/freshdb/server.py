@@ -68,7 +68,7 @@ class _SqlCopyWorker:
         self._translated(self.dialect.clone, self.conn, self.recipe, name)
         # The test's first connection, opened now while the copy waits in the pool:
         # connecting costs a new server process and a login, ~6 ms on its path.
-        return self.engines.preconnect(self.dialect.sync_url(self.address, name))
+        return self.engines.preconnect(self.dialect.warm_url(self.address, name))
 
     def discard(self, attachment: Any) -> None:
         self.engines.discard(attachment)

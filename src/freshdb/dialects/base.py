@@ -118,6 +118,14 @@ class Dialect(abc.ABC):
     def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
         """A SQLAlchemy URL with an async driver."""
 
+    def warm_url(self, address: ServerAddress, database: str) -> URL:
+        """The URL of a connection opened ahead of a copy's user (by a pool thread).
+
+        Its connecting must be bounded (a paused server must not hold the pool's
+        thread forever) without bounding what the copy's user later runs on it.
+        """
+        return self.sync_url(address, database)
+
     @abc.abstractmethod
     def connect(
         self, address: ServerAddress, database: str | None = None, timeout: float = 10.0

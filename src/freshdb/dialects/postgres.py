@@ -129,6 +129,10 @@ class PostgresDialect(Dialect):
             database=database or address.admin_database,
         )
 
+    def warm_url(self, address: ServerAddress, database: str) -> URL:
+        # connect_timeout bounds only connecting (the whole handshake).
+        return self.sync_url(address, database).update_query_dict({"connect_timeout": "10"})
+
     def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
         # SQLAlchemy's psycopg dialect serves both: create_async_engine picks the async one.
         return self.sync_url(address, database)
