@@ -174,6 +174,11 @@ class ClonePool:
             self._to_drop.clear()
             self._cond.notify_all()
 
+    @property
+    def last_failure(self) -> BaseException | None:
+        """Why the last clone failed, if it did (cleared by the next success)."""
+        return self._failure
+
     # -- the caller's side -------------------------------------------------------------
     def try_acquire(self) -> Copy | None:
         """A READY copy if there is one now, else ``None`` (never blocks)."""

@@ -28,6 +28,7 @@ from freshdb.errors import (
     DockerUnavailableError,
     FreshDBError,
     PoolTimeoutError,
+    ServerFullError,
     ServerUnavailableError,
 )
 from freshdb.migrators import Migrator, as_migrator
@@ -398,7 +399,7 @@ class DatabaseServer:
         is gone for good (not merely slow, full, paused or out of reach for now)."""
         if not isinstance(failure, ServerUnavailableError):
             return None
-        with contextlib.suppress(ServerUnavailableError):
+        with contextlib.suppress(FreshDBError):  # it raises _gone, once set
             self._check_server(ask_backend=True)
         return self._gone
 
@@ -463,6 +464,14 @@ class DatabaseServer:
         again = "leave `with DatabaseServer(...)` (or call stop()) and start a new session"
         if running.mode != "external":
             again += ", which starts the server again and rebuilds the template"
+        pool = self._pool
+        full = pool.last_failure if pool is not None else None
+        if isinstance(full, ServerFullError):
+            # Postgres restarts itself when it cannot write its WAL (a PANIC), which
+            # ends this session: the full disk is the cause worth telling.
+            return ServerFullError(
+                f"{full} — the server restarted because of it, ending this session: {again}"
+            )
         try:
             alive = backend.check_alive() if backend is not None else False
         except DockerUnavailableError as exc:
