@@ -148,8 +148,13 @@ class ClonePool:
         size: int,
         acquire_timeout: float,
         cloners: int = 2,
+        server_gone: Callable[[BaseException], FreshDBError | None] | None = None,
     ) -> None:
         self._open_worker = open_worker
+        # Asked after a clone fails: the error to end the pool with if the server is
+        # gone for good (retrying would only flood the log), else None.
+        self._server_gone = server_gone
+        self._gone: FreshDBError | None = None
         self._copy_name = copy_name
         self._kept_name = kept_name
         self.size = size
@@ -222,6 +227,29 @@ class ClonePool:
             _discard_quietly(copy)
         if self._dropper_thread is not None:
             self._dropper_thread.join(timeout)
+
+    def server_gone(self, error: FreshDBError) -> None:
+        """The server is gone for good: stop cloning and dropping, fail every caller.
+
+        Callers waiting now and later get ``error``; copies not yet dropped are left
+        to be reaped with this session's lease.
+        """
+        with self._cond:
+            if self._gone is None:
+                self._gone = error
+            given_up = [*self._ready, *self._to_drop]
+            self._ready.clear()
+            self._to_drop.clear()
+            for copy in given_up:
+                self._move(copy, CopyState.GONE)
+            self._cond.notify_all()
+        for copy in given_up:
+            _discard_quietly(copy)
+
+    @property
+    def last_failure(self) -> BaseException | None:
+        """Why the last clone failed, if it did (cleared by the next success)."""
+        return self._failure
 
     # -- the caller's side -------------------------------------------------------------
     def try_acquire(self) -> Copy | None:
@@ -338,6 +366,8 @@ class ClonePool:
             self._move(copy, CopyState.GONE)
 
     def _check_open(self) -> None:
+        if self._gone is not None:
+            raise type(self._gone)(str(self._gone))
         if self._closing:
             raise FreshDBError("the server was stopped: no more copies can be handed out")
 
@@ -353,7 +383,7 @@ class ClonePool:
         return ", ".join(f"{n} {s}" for s, n in sorted(by_state.items())) or "no copies"
 
     def _wants_clone(self) -> bool:
-        if self._closing:
+        if self._closing or self._gone is not None:
             return False
         creating = sum(1 for c in self._copies.values() if c.state is CopyState.CREATING)
         return len(self._ready) + creating < self.size + self._waiting
@@ -363,9 +393,9 @@ class ClonePool:
         backoff = 0.0
         while True:
             with self._cond:
-                while not self._wants_clone() and not self._closing:
+                while not self._wants_clone() and not self._closing and self._gone is None:
                     self._cond.wait()
-                if self._closing:
+                if self._closing or self._gone is not None:
                     break
                 self._seq += 1
                 copy = Copy(self._copy_name(self._seq), self._seq, self._kept_name(self._seq))
@@ -375,7 +405,16 @@ class ClonePool:
                     worker = self._open_worker()
                 copy.attachment, copy.made_by = worker.clone(copy.name), worker
             except Exception as exc:
-                log.warning("making copy %s failed: %s", copy.name, exc)
+                # Once per run of failures: a server that is down fails every retry.
+                log.log(
+                    logging.DEBUG if backoff else logging.WARNING,
+                    "making copy %s failed: %s",
+                    copy.name,
+                    exc,
+                )
+                gone = self._server_gone(exc) if self._server_gone is not None else None
+                if gone is not None:
+                    self.server_gone(gone)
                 with self._cond:
                     self._failure = exc
                     self._failures += 1
@@ -387,7 +426,9 @@ class ClonePool:
                     worker = None
                 backoff = min(max(backoff * 2, 0.1), 2.0)
                 with self._cond:
-                    self._cond.wait_for(lambda: self._closing, timeout=backoff)
+                    self._cond.wait_for(
+                        lambda: self._closing or self._gone is not None, timeout=backoff
+                    )
                 continue
             backoff = 0.0
             with self._cond:
@@ -419,9 +460,9 @@ class ClonePool:
         worker: CopyWorker | None = None
         while True:
             with self._cond:
-                while not self._to_drop and not self._closed:
+                while not self._to_drop and not self._closed and self._gone is None:
                     self._cond.wait()
-                if not self._to_drop:
+                if not self._to_drop or self._gone is not None:
                     break
                 copy = self._to_drop.popleft()
                 keep = copy.state is CopyState.KEEP

@@ -7,9 +7,12 @@ template is found or built → stale templates are pruned → the pool starts cl
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
+import weakref
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -25,6 +28,8 @@ from freshdb.errors import (
     AcquireCancelledError,
     DockerUnavailableError,
     FreshDBError,
+    PoolTimeoutError,
+    ServerFullError,
     ServerUnavailableError,
 )
 from freshdb.migrators import Migrator, as_migrator
@@ -32,6 +37,13 @@ from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.template import Template, TemplateBuilder, prune_templates
 
 log = logging.getLogger("freshdb")
+
+#: How long the server may take to accept a new connection and answer ``SELECT 1``
+#: before it counts as not answering (paused, or the network to it cut).
+ANSWER_TIMEOUT = 5.0
+#: How long ``stop()`` lets its work on the server run before asking, every so
+#: often, whether the server still answers; if not, that work is abandoned.
+STOP_CHECK_INTERVAL = 5.0
 
 
 class _SqlCopyWorker:
@@ -49,12 +61,16 @@ class _SqlCopyWorker:
         self.recipe = recipe
         self.engines = engines
         self.conn = dialect.connect(address)
+        # close() (the pool's thread) and abort() (any thread) never overlap: a
+        # closed connection's descriptor number may already belong to another file.
+        self._closing_lock = threading.Lock()
+        self._closed = False
 
     def clone(self, name: str) -> Any:
         self._translated(self.dialect.clone, self.conn, self.recipe, name)
         # The test's first connection, opened now while the copy waits in the pool:
         # connecting costs a new server process and a login, ~6 ms on its path.
-        return self.engines.preconnect(self.dialect.sync_url(self.address, name))
+        return self.engines.preconnect(self.dialect.warm_url(self.address, name))
 
     def discard(self, attachment: Any) -> None:
         self.engines.discard(attachment)
@@ -66,7 +82,15 @@ class _SqlCopyWorker:
         self._translated(self.dialect.rename_database, self.conn, old, new)
 
     def close(self) -> None:
-        self.conn.close()
+        with self._closing_lock:
+            self._closed = True
+            self.conn.close()
+
+    def abort(self) -> None:
+        """Make the operation under way on the connection fail at once (any thread)."""
+        with self._closing_lock:
+            if not self._closed:
+                self.dialect.abort(self.conn)
 
     def _translated(self, operation: Any, *args: Any) -> None:
         try:
@@ -127,6 +151,10 @@ class DatabaseServer:
         # every hand-out; this lock keeps two threads off the connection at once.
         self._lease_lock = threading.Lock()
         self._gone: FreshDBError | None = None  # why this session can hand out no more
+        # The pool's workers, to abort if the server stops answering during stop();
+        # weak, so the ones the pool has closed and let go of are forgotten.
+        self._workers: weakref.WeakSet[_SqlCopyWorker] = weakref.WeakSet()
+        self._workers_lock = threading.Lock()
         self._engines = EngineFactory()
 
     def __repr__(self) -> str:
@@ -195,13 +223,21 @@ class DatabaseServer:
         recipe = self.dialect.copy_recipe(self._lease, template.name)
         owner = self._owner
         engines = self._engines
+
+        def open_worker() -> _SqlCopyWorker:
+            worker = _SqlCopyWorker(self.dialect, address, recipe, engines)
+            with self._workers_lock:
+                self._workers.add(worker)
+            return worker
+
         pool = ClonePool(
-            open_worker=lambda: _SqlCopyWorker(self.dialect, address, recipe, engines),
+            open_worker=open_worker,
             copy_name=lambda seq: naming.copy_name(prefix, template.fingerprint, owner, seq),
             kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
             size=self.settings.pool_size,
             acquire_timeout=self.settings.acquire_timeout,
             cloners=self.settings.clone_workers,
+            server_gone=self._gone_for_good,
         )
         pool.start()
         self._pool = pool
@@ -216,22 +252,80 @@ class DatabaseServer:
 
     def _end_session(self) -> None:
         pool, self._pool = self._pool, None
-        if pool is not None:
-            pool.close(drop=self._gone is None)
         with self._lease_lock:
             lease, self._lease = self._lease, None
-        if lease is not None:
+        # Dropping copies waits on the server: if it is paused or cut off, give up on
+        # it (its copies are reaped later with this session's lease) instead of hanging.
+        with self._abandoned_if_unanswered(pool, lease) as abandoned:
+            if pool is not None:
+                pool.close(drop=self._gone is None)
             try:
-                if self._owner is not None and self._gone is None:
+                if (
+                    lease is not None
+                    and self._owner is not None
+                    and self._gone is None
+                    and not abandoned.is_set()
+                ):
                     self._drop_own_leftovers(lease, self._owner)
             except Exception as exc:  # the server may be gone already
                 log.debug("final sweep of own copies failed: %s", exc)
-            finally:
-                try:
-                    lease.close()
-                except Exception as exc:
-                    log.debug("closing the lease connection failed: %s", exc)
+        if lease is not None:
+            try:
+                lease.close()
+            except Exception as exc:
+                log.debug("closing the lease connection failed: %s", exc)
+        with self._workers_lock:
+            self._workers.clear()
         self._backend = None
+
+    @contextlib.contextmanager
+    def _abandoned_if_unanswered(
+        self, pool: ClonePool | None, lease: DBAPIConnection | None
+    ) -> Iterator[threading.Event]:
+        """Run a block of work on the server; abandon it if the server stops answering.
+
+        Slow work is fine as long as the server answers a new connection: every
+        ``STOP_CHECK_INTERVAL`` seconds a watcher asks; once it does not (paused,
+        network cut), the pool is told the server is gone and every connection of
+        this session is aborted, so whatever waits on them fails at once. The event
+        yielded is set then. Once the block ends, nothing is aborted any more.
+        """
+        finished = threading.Event()
+        abandoned = threading.Event()
+        lock = threading.Lock()
+
+        def watch() -> None:
+            while not finished.wait(STOP_CHECK_INTERVAL):
+                reason = self._why_unanswered()
+                if reason is None:
+                    continue
+                with lock:
+                    if finished.is_set():
+                        return
+                    abandoned.set()
+                    error = ServerUnavailableError(
+                        f"stopping without the server {self._where()}, which does not "
+                        f"answer: {reason}; this session's copies stay on it until a later "
+                        "session or `freshdb prune` reaps them"
+                    )
+                    log.warning("%s", error)
+                    if pool is not None:
+                        pool.server_gone(error)
+                    with self._workers_lock:
+                        workers = list(self._workers)
+                    for worker in workers:
+                        worker.abort()
+                    if lease is not None:
+                        self.dialect.abort(lease)
+                return
+
+        watcher = threading.Thread(target=watch, name="freshdb-stop-watch", daemon=True)
+        watcher.start()
+        try:
+            yield abandoned
+        finally:
+            with lock:  # after this the watcher touches no connection
+                finished.set()
 
     def _drop_own_leftovers(self, lease: DBAPIConnection, owner: str) -> None:
         for mine in self.dialect.our_databases(lease, self.settings.prefix, ("copy", "build")):
@@ -282,9 +376,14 @@ class DatabaseServer:
             return pool.acquire(timeout, cancel)
         except AcquireCancelledError:
             raise
-        except ServerUnavailableError:
-            # The pool cannot reach the server: if it is gone, say that instead.
+        except (ServerUnavailableError, PoolTimeoutError) as exc:
+            # The pool cannot reach the server: if it is gone, say that instead. A
+            # paused server (or a cut network) is told apart too: to the pool it
+            # looks like a clone that never finishes, or a connection timing out.
             self._check_server(ask_backend=True)
+            unanswered = self._unanswered_error()
+            if unanswered is not None:
+                raise unanswered from exc
             raise
         except FreshDBError:
             self._check_server()
@@ -308,6 +407,61 @@ class DatabaseServer:
             log.warning("%s", self._gone)
         raise type(self._gone)(str(self._gone))
 
+    def _gone_for_good(self, failure: BaseException) -> FreshDBError | None:
+        """Asked by the pool after a clone failed: the error that ends it, if the server
+        is gone for good (not merely slow, full, paused or out of reach for now)."""
+        if not isinstance(failure, ServerUnavailableError):
+            return None
+        with contextlib.suppress(FreshDBError):  # it raises _gone, once set
+            self._check_server(ask_backend=True)
+        return self._gone
+
+    def _unanswered_error(self) -> ServerUnavailableError | None:
+        """The error to give if the server does not answer a new connection in time."""
+        reason = self._why_unanswered()
+        if reason is None:
+            return None
+        return ServerUnavailableError(
+            f"the server {self._where()} does not answer: {reason} (this session goes on "
+            "once it answers again)"
+        )
+
+    def _where(self) -> str:
+        running = self._running
+        if running is None:
+            return "(not started)"
+        return running.container_name or f"{running.address.host}:{running.address.port}"
+
+    def _why_unanswered(self) -> str | None:
+        """Why the server does not answer a new connection in time, or None if it does."""
+        running = self._running
+        if running is None:
+            return None
+        try:
+            self.dialect.ping(running.address, timeout=ANSWER_TIMEOUT)
+        except ServerUnavailableError as exc:
+            failure = str(exc)
+        except FreshDBError:
+            return None  # it answered, if only to refuse (full, say): not a hang
+        except Exception as exc:
+            failure = f"{type(exc).__name__}: {exc}"
+        else:
+            return None
+        note = self._pause_note()
+        if note is not None:
+            return f"{note} to resume it"
+        return (
+            f"a new connection got no answer within {ANSWER_TIMEOUT:.0f} s ({failure}) — "
+            "is it paused or overloaded, or is the network to it cut?"
+        )
+
+    def _pause_note(self) -> str | None:
+        backend = self._backend
+        try:
+            return backend.pause_note() if backend is not None else None
+        except Exception:  # only advice
+            return None
+
     def _backend_says_alive(self) -> bool:
         backend = self._backend
         try:
@@ -323,6 +477,14 @@ class DatabaseServer:
         again = "leave `with DatabaseServer(...)` (or call stop()) and start a new session"
         if running.mode != "external":
             again += ", which starts the server again and rebuilds the template"
+        pool = self._pool
+        full = pool.last_failure if pool is not None else None
+        if isinstance(full, ServerFullError):
+            # Postgres restarts itself when it cannot write its WAL (a PANIC), which
+            # ends this session: the full disk is the cause worth telling.
+            return ServerFullError(
+                f"{full} — the server restarted because of it, ending this session: {again}"
+            )
         try:
             alive = backend.check_alive() if backend is not None else False
         except DockerUnavailableError as exc:
@@ -337,6 +499,13 @@ class DatabaseServer:
         if not alive:
             return ServerUnavailableError(
                 f"the server {where} does not answer any more — once it is back, {again}"
+            )
+        unanswered = self._why_unanswered()
+        if unanswered is not None:
+            return ServerUnavailableError(
+                f"lost this session's connection to the server {where}, and it does not "
+                f"answer a new one: {unanswered} Once it answers again, leave `with "
+                "DatabaseServer(...)` (or call stop()) and start a new session"
             )
         return ServerUnavailableError(
             f"the server {where} ended this session's connection (it restarted, or someone "

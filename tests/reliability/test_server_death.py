@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import resource
 import secrets
 import socket
 import threading
@@ -21,7 +23,7 @@ from freshdb.backends.docker_discovery import locate_docker
 from freshdb.errors import DockerUnavailableError, ServerUnavailableError
 from freshdb.migrators import CallableMigrator
 
-from .conftest import NEVER_HANGS, Engine, new_prefix
+from .conftest import NEVER_HANGS, Admin, Engine, new_prefix
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
 
@@ -174,3 +176,63 @@ def test_docker_unreachable_mid_session_gives_clear_errors(
         assert docker_client.containers.get(name)  # still there, for prune to remove
     finally:
         docker_client.containers.get(name).remove(force=True)
+
+
+@contextlib.contextmanager
+def descriptors_above(number: int) -> Iterator[None]:
+    """Hold open files until every new descriptor is numbered above ``number``.
+
+    A big test suite (many engines, files, sockets) gets there by itself;
+    ``select.select`` cannot watch such descriptors at all.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = number + 512
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.skip(f"cannot open {wanted} files here (hard limit {hard})")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+    held: list[int] = []
+    try:
+        while not held or held[-1] <= number:
+            held.append(os.open(os.devnull, os.O_RDONLY))
+        yield
+    finally:
+        for fd in held:
+            os.close(fd)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+def end_connection_from_the_server(admin: Admin, conn: Any) -> None:
+    """Make the server end one connection, as a dying server ends them all."""
+    if admin.family == "postgres":
+        pid = admin.dialect.scalar(conn, "SELECT pg_backend_pid()")
+        admin.execute(f"SELECT pg_terminate_backend({int(pid)})")
+    else:
+        connection_id = admin.dialect.scalar(conn, "SELECT CONNECTION_ID()")
+        admin.execute(f"KILL CONNECTION {int(connection_id)}")
+
+
+def test_the_liveness_check_works_on_descriptors_above_1024(
+    engine: Engine, run_prefix: str
+) -> None:
+    dialect = engine.dialect
+    with descriptors_above(1024), engine.server(run_prefix, pool_size=1) as server:
+        # Every hand-out checks the session's lease connection (opened after the
+        # files, so numbered above 1024): it must not be taken for dead.
+        for _ in range(3):
+            with server.database() as db, db.engine().connect() as conn:
+                assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        conn = dialect.connect(server.address)
+        try:
+            fileno = dialect.connection_fileno(conn)
+            assert fileno is not None and fileno > 1024
+            assert not dialect.connection_dropped(conn)  # alive
+            with Admin.of(server) as admin:
+                end_connection_from_the_server(admin, conn)
+            # The server's goodbye arrives a moment later: then it is seen as dead.
+            deadline = time.monotonic() + NEVER_HANGS
+            while not dialect.connection_dropped(conn):
+                assert time.monotonic() < deadline, "a connection the server ended looks alive"
+                time.sleep(0.02)
+        finally:
+            conn.close()

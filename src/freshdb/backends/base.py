@@ -51,3 +51,10 @@ class ServerBackend(abc.ABC):
 
         May raise :class:`~freshdb.DockerUnavailableError` when it cannot tell."""
         return True
+
+    def pause_note(self) -> str | None:
+        """If the server is paused (it is there, but answers nothing), what to do about it.
+
+        Said in errors when the server stops answering; ``None`` when not paused or
+        when the backend cannot tell."""
+        return None

@@ -227,7 +227,21 @@ class DockerBackend(ServerBackend):
             ) from exc
         except docker.errors.DockerException:
             return False
-        return bool(self._container.status == "running")
+        # A paused container is still there, with its data: it answers again once
+        # unpaused, so the session is not over (see pause_note).
+        return bool(self._container.status in ("running", "paused"))
+
+    def pause_note(self) -> str | None:
+        container = self._container
+        if container is None:
+            return None
+        try:
+            container.reload()
+        except Exception:  # only advice: Docker not answering is said elsewhere
+            return None
+        if container.status != "paused":
+            return None
+        return f"its container {container.name} is paused — `docker unpause {container.name}`"
 
     def reachability(self) -> Reachability:
         """Where published ports are reached from here, and the interface to bind."""

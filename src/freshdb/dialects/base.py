@@ -8,10 +8,14 @@ never write SQL of their own, so adding an engine means adding one module here.
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import datetime as dt
+import os
 import select
-from collections.abc import Collection, Mapping, Sequence
+import socket
+import threading
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import URL, make_url
@@ -142,6 +146,14 @@ class Dialect(abc.ABC):
     def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
         """A SQLAlchemy URL with an async driver."""
 
+    def warm_url(self, address: ServerAddress, database: str) -> URL:
+        """The URL of a connection opened ahead of a copy's user (by a pool thread).
+
+        Its connecting must be bounded (a paused server must not hold the pool's
+        thread forever) without bounding what the copy's user later runs on it.
+        """
+        return self.sync_url(address, database)
+
     @abc.abstractmethod
     def connect(
         self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
@@ -149,10 +161,20 @@ class Dialect(abc.ABC):
         """A raw autocommit DBAPI connection (admin work, locks, readiness)."""
 
     def ping(self, address: ServerAddress, timeout: float = 2.0) -> None:
-        """Run a real query; raise if the server does not answer it."""
+        """Run a real query; raise if the server does not answer it within ``timeout``.
+
+        Bounded even when the server is paused or the network cut: connecting is
+        bounded by the connect timeout, the query by :meth:`abort_after`.
+        """
         conn = self.connect(address, timeout=timeout)
         try:
-            self.scalar(conn, "SELECT 1")
+            with self.abort_after(conn, timeout):
+                self.scalar(conn, "SELECT 1")
+        except Exception as exc:
+            translated = self.translate_error(exc)
+            if translated is not None:
+                raise translated from exc
+            raise
         finally:
             conn.close()
 
@@ -170,7 +192,7 @@ class Dialect(abc.ABC):
         if fileno < 0:
             return True
         try:
-            readable, _, _ = select.select([fileno], [], [], 0)
+            readable = socket_readable(fileno)
         except (OSError, ValueError):
             return True
         if not readable:
@@ -180,6 +202,50 @@ class Dialect(abc.ABC):
         except Exception:
             return True
         return False
+
+    def abort(self, conn: DBAPIConnection) -> None:
+        """End the connection's I/O at once, from any thread, without closing it.
+
+        The socket is shut down (not closed: its owner still holds the descriptor),
+        so a thread blocked reading or writing on it gets an error right away, as if
+        the server had hung up; the owner then closes the connection as usual. The
+        caller must make sure ``conn`` is not closed meanwhile (a closed descriptor
+        number may already belong to another file).
+        """
+        fileno = self.connection_fileno(conn)
+        if fileno is None or fileno < 0:
+            return
+        # A duplicate descriptor shares the socket: shutting it down shuts down the
+        # connection's, and closing it leaves the connection's descriptor be.
+        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+
+    @contextlib.contextmanager
+    def abort_after(self, conn: DBAPIConnection, seconds: float) -> Iterator[None]:
+        """Abort ``conn``'s I/O if the block takes longer than ``seconds``.
+
+        For short round trips that must not hang when the server is paused or the
+        network is cut, where the kernel (or Docker's port proxy) keeps the TCP
+        connection looking healthy, so neither keepalives nor ``tcp_user_timeout``
+        ever fire. Never use it around work that may legitimately take long.
+        """
+        lock = threading.Lock()
+        running = True
+
+        def expire() -> None:
+            with lock:
+                if running:
+                    self.abort(conn)
+
+        timer = threading.Timer(seconds, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        finally:
+            with lock:  # after this, the timer can no longer touch the connection
+                running = False
+            timer.cancel()
 
     def connection_fileno(self, conn: DBAPIConnection) -> int | None:
         """The socket of a DBAPI connection: -1 if it is closed, None if unknown."""
@@ -378,3 +444,18 @@ class Dialect(abc.ABC):
         ``freshdb prune --max-age`` removes kept copies only when their age is known.
         """
         return {}
+
+
+def socket_readable(fileno: int) -> bool:
+    """Whether a socket has something to read (or hung up), without waiting.
+
+    ``poll`` works for any descriptor number; ``select.select`` fails for those of
+    1024 and above, which a process with many open files (a big test suite) gets.
+    """
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fileno, select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))
+    # Windows has no poll, and its select has no limit on descriptor numbers.
+    readable, _, _ = select.select([fileno], [], [], 0)
+    return bool(readable)

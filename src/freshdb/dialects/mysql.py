@@ -18,11 +18,13 @@ same guarantees as on Postgres are kept differently:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import math
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from typing import Any, Literal
 
@@ -59,6 +61,24 @@ _SERVER_VERSION = re.compile(r"^(\d+)\.(\d+)")
 _IDLE_TIMEOUT = 31536000
 # How long marking a template in use may wait for a build of it to finish.
 _MARK_IN_USE_TIMEOUT = 600.0
+# Bounded I/O on admin connections. PyMySQL's read timeout bounds each wait for the
+# server's answer to one statement, so it must outlast the longest legitimate one:
+# a GET_LOCK wait (up to _MARK_IN_USE_TIMEOUT, or a builder's lock timeout) or one
+# INSERT … SELECT copying a big table of a template. 15 minutes does; it is the
+# last resort for a connection nobody watches; a session notices a paused or cut
+# server much sooner (`stop()` and `database()` check whether it still answers).
+_READ_TIMEOUT = 900.0
+# Writing blocks only once the server stops reading what it is sent; a live server
+# reads a whole statement before running it, however long it then takes.
+_WRITE_TIMEOUT = 120.0
+# DDL waiting for a metadata lock (DROP DATABASE of a copy something still reads):
+# the server's default is a day (MariaDB) or a year (MySQL). Two minutes is far more
+# than freshdb's own DDL ever waits, and ends a wait on someone's stuck transaction.
+_LOCK_WAIT_TIMEOUT = 120
+# TCP keepalive probes and a limit on unacknowledged data (see the Postgres dialect):
+# they end a connection whose server host or network is gone, never a slow statement.
+_KEEPALIVE_IDLE, _KEEPALIVE_INTERVAL, _KEEPALIVE_COUNT = 10, 5, 3
+_TCP_USER_TIMEOUT_MS = 30_000
 
 # Error numbers (server errors from include/mysqld_error.h, client errors from errmsg.h).
 _TOO_MANY_CONNECTIONS = {1040, 1203}
@@ -120,6 +140,25 @@ def server_flags(flavour: Flavour, version: tuple[int, ...], max_connections: in
         # The X protocol plugin (port 33060), on by default since 8.0.11; unused here.
         flags.append("--mysqlx=OFF")
     return flags
+
+
+def _bound_tcp(sock: socket.socket | None) -> None:
+    """Keepalives and a limit on unacknowledged data on a connection's socket."""
+    if sock is None:
+        return
+    options = [
+        (socket.SOL_SOCKET, "SO_KEEPALIVE", 1),
+        (socket.IPPROTO_TCP, "TCP_KEEPIDLE", _KEEPALIVE_IDLE),
+        (socket.IPPROTO_TCP, "TCP_KEEPINTVL", _KEEPALIVE_INTERVAL),
+        (socket.IPPROTO_TCP, "TCP_KEEPCNT", _KEEPALIVE_COUNT),
+        (socket.IPPROTO_TCP, "TCP_USER_TIMEOUT", _TCP_USER_TIMEOUT_MS),
+    ]
+    for level, name, value in options:
+        option = getattr(socket, name, None)  # not every platform has every option
+        if option is None:
+            continue
+        with contextlib.suppress(OSError):  # a unix socket has no TCP options
+            sock.setsockopt(level, option, value)
 
 
 # -- SQL text -----------------------------------------------------------------------------
@@ -316,20 +355,30 @@ class MySQLDialect(Dialect):
                 database=database or address.admin_database or None,
                 autocommit=True,
                 connect_timeout=max(1, math.ceil(timeout)),
+                # PyMySQL's connect timeout covers only the TCP connect: the
+                # handshake that follows is bounded by the read timeout, so a paused
+                # server (whose kernel accepts the TCP connection) cannot hang it.
+                read_timeout=max(1.0, timeout),
+                write_timeout=_WRITE_TIMEOUT,
                 charset="utf8mb4",
                 # A local test server: TLS only costs ~20 ms per connect.
                 ssl_disabled=True,
                 # A copy's whole script goes to the server in one round trip: measured
                 # here, 10 ms instead of 23 ms for 20 tables with rows.
                 client_flag=CLIENT.MULTI_STATEMENTS,
-                init_command=f"SET SESSION wait_timeout = {_IDLE_TIMEOUT}",
+                init_command=f"SET SESSION wait_timeout = {_IDLE_TIMEOUT}, "
+                f"lock_wait_timeout = {_LOCK_WAIT_TIMEOUT}",
             )
-            return connection
         except (pymysql.Error, RuntimeError) as exc:
             translated = self.translate_error(exc)
             if translated is not None:
                 raise translated from exc
             raise
+        # Connected: from now on a statement may legitimately take long (PyMySQL sets
+        # the socket's timeout from this before every read).
+        connection._read_timeout = _READ_TIMEOUT  # type: ignore[attr-defined]
+        _bound_tcp(getattr(connection, "_sock", None))
+        return connection
 
     def server_version(self, conn: DBAPIConnection) -> str:
         version = str(self.scalar(conn, "SELECT VERSION()"))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 import time
 from collections.abc import Sequence
@@ -43,6 +44,7 @@ from freshdb.naming import (
 log = logging.getLogger("freshdb")
 
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
+IDLE_SESSION_TIMEOUT_MAJOR = 14  # the idle_session_timeout setting
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
 # Settings whose value is a list of names: the server keeps them as one string with
 # each element quoted as an identifier where needed (`search_path=app, "My Schema"`),
@@ -58,6 +60,20 @@ _LIST_SETTINGS = frozenset(
         "unix_socket_directories",
     }
 )
+# Bounded I/O on every admin connection. A server that is busy still acknowledges
+# packets and answers keepalive probes from its kernel, so none of these can cut a
+# long legitimate statement (a big CREATE DATABASE, a lock wait); they end a
+# connection whose server host or network is gone, instead of leaving it hanging
+# for the kernel's defaults (two hours for keepalives, ~15 minutes of
+# retransmissions). An idle connection is probed after 10 s, then every 5 s, and
+# given up after 3 unanswered probes; sent data unacknowledged for 30 s ends it.
+_KEEPALIVE_OPTIONS: dict[str, Any] = {
+    "keepalives": 1,
+    "keepalives_idle": 10,
+    "keepalives_interval": 5,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # milliseconds
+}
 # What the server says when max_connections is reached (SQLSTATE 53300), to anyone
 # and to all but superusers (the wording changed in Postgres 16).
 _TOO_MANY_CONNECTIONS = (
@@ -137,6 +153,10 @@ class PostgresDialect(Dialect):
             database=database or address.admin_database,
         )
 
+    def warm_url(self, address: ServerAddress, database: str) -> URL:
+        # connect_timeout bounds only connecting (the whole handshake).
+        return self.sync_url(address, database).update_query_dict({"connect_timeout": "10"})
+
     def async_url(self, address: ServerAddress, database: str | None = None) -> URL:
         # SQLAlchemy's psycopg dialect serves both: create_async_engine picks the async one.
         return self.sync_url(address, database)
@@ -145,16 +165,33 @@ class PostgresDialect(Dialect):
         self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
     ) -> DBAPIConnection:
         try:
-            return psycopg.connect(
+            conn = psycopg.connect(
                 host=address.host,
                 port=address.port,
                 user=address.user,
                 password=address.password,
                 dbname=database or address.admin_database,
                 autocommit=True,
-                connect_timeout=max(2, int(timeout)),
+                # Bounds the whole handshake, so connecting to a paused server
+                # (whose kernel still accepts the TCP connection) fails in time.
+                connect_timeout=max(2, math.ceil(timeout)),
                 application_name="freshdb",
+                **_KEEPALIVE_OPTIONS,
             )
+            # Admin connections live as long as the session and sit idle between
+            # uses (the lease above all): a server-wide idle limit (an external
+            # server's, say) must not end them, or the session would look dead and
+            # its copies be reaped under its tests. (Off in one round trip; the
+            # version is known from the handshake.)
+            off = "SET idle_in_transaction_session_timeout = 0"
+            if conn.info.server_version // 10000 >= IDLE_SESSION_TIMEOUT_MAJOR:
+                off += "; SET idle_session_timeout = 0"
+            try:
+                conn.execute(off.encode())
+            except BaseException:
+                conn.close()
+                raise
+            return conn
         except psycopg.Error as exc:
             translated = self.translate_error(exc)
             if translated is not None:
