@@ -168,6 +168,19 @@ def test_max_connections_reached_raises_server_full(
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
+def numbers(connection: Any, count: int) -> str:
+    """A derived table of ``seq`` = 1..count: MariaDB's Sequence engine, on MySQL a
+    recursive CTE (allowed past its default depth of 1000). (MySQL 9 has no MD5():
+    the fillers are SHA2 hex digests.)"""
+    if connection.dialect.is_mariadb:
+        return f"seq_1_to_{count}"
+    connection.exec_driver_sql(f"SET SESSION cte_max_recursion_depth = {count + 1}")
+    return (
+        "(WITH RECURSIVE numbers (seq) AS (SELECT 1 UNION ALL SELECT seq + 1 FROM numbers "
+        f"WHERE seq < {count}) SELECT seq FROM numbers) AS numbers"
+    )
+
+
 def big_insert(connection: Any) -> None:
     """More data than the tmpfs holds (and rows no engine compresses much)."""
     if connection.dialect.name == "postgresql":
@@ -179,7 +192,8 @@ def big_insert(connection: Any) -> None:
         # Few fat rows: data fills the disk long before InnoDB's undo log grows.
         connection.exec_driver_sql("CREATE TABLE big (id INT, pad LONGTEXT)")
         connection.exec_driver_sql(
-            "INSERT INTO big SELECT seq, REPEAT(MD5(seq), 600) FROM seq_1_to_20000"
+            "INSERT INTO big SELECT seq, REPEAT(SHA2(seq, 256), 300) "
+            f"FROM {numbers(connection, 20000)}"
         )
 
 
@@ -192,7 +206,8 @@ def some_rows(connection: Any) -> None:
         )
     else:
         connection.exec_driver_sql(
-            "INSERT INTO filler SELECT seq, REPEAT(MD5(seq), 30) FROM seq_1_to_20000"
+            "INSERT INTO filler SELECT seq, REPEAT(SHA2(seq, 256), 15) "
+            f"FROM {numbers(connection, 20000)}"
         )
 
 
