@@ -83,7 +83,8 @@ _TCP_USER_TIMEOUT_MS = 30_000
 # Error numbers (server errors from include/mysqld_error.h, client errors from errmsg.h).
 _TOO_MANY_CONNECTIONS = {1040, 1203}
 _ACCESS_DENIED = {1044, 1045, 1142, 1227, 1698}
-_FULL = {1021, 1037, 1041, 1114}
+# 3675: MySQL 8+ could not create a table's tablespace file ("as disk is full").
+_FULL = {1021, 1037, 1041, 1114, 3675}
 _UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 2055}
 _UNKNOWN_THREAD = 1094
 _NO_SPACE = re.compile(r"errno:? ?28\b|errcode:? ?28\b|error 28\b|no space left", re.IGNORECASE)
