@@ -327,24 +327,23 @@ def _note(args: argparse.Namespace, message: str) -> None:
 
 
 # -- parsing -----------------------------------------------------------------------------
-def _hours(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of hours: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("hours must not be negative")
-    return value
+def _non_negative(unit: str) -> Callable[[str], float]:
+    """An argparse type: a number of ``unit`` that is not negative."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+        if value < 0:
+            raise argparse.ArgumentTypeError(f"{unit} must not be negative")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("seconds must not be negative")
-    return value
+_hours = _non_negative("hours")
+_seconds = _non_negative("seconds")
 
 
 def build_parser() -> argparse.ArgumentParser:

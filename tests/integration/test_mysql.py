@@ -8,9 +8,7 @@ server options. The copy checks are the MySQL family's shared ones.
 from __future__ import annotations
 
 import asyncio
-import json
 import secrets
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,15 +23,13 @@ from freshdb import naming
 from freshdb.backends.docker import DockerBackend, state_directory
 from freshdb.dialects.mysql import MySQLDialect
 
-from ..conftest import RUN_PREFIX, run_python
+from ..conftest import RUN_PREFIX
 from .mysql_family import (
-    SESSION,
     admin,
     assert_copy_behaves_like_the_template,
     assert_copy_is_the_template_twin,
     assert_kept_copy_has_everything,
     assert_writes_stay_in_their_copy,
-    spawn,
     write_rich_schema,
 )
 
@@ -237,7 +233,7 @@ def test_mysql_s_own_server_flags_apply(server: freshdb.DatabaseServer) -> None:
     assert x_plugin in (None, "DISABLED")  # the X protocol is off
 
 
-# -- across sessions and processes ------------------------------------------------------
+# -- across sessions ------------------------------------------------------
 def test_a_later_session_reuses_the_server_and_the_template(
     server: freshdb.DatabaseServer, run_prefix: str, mysql_image: str, rich_schema: Path
 ) -> None:
@@ -250,34 +246,6 @@ def test_a_later_session_reuses_the_server_and_the_template(
         assert later.address.port == server.address.port  # the same container
         with later.database() as db, db.engine().connect() as conn:
             assert conn.exec_driver_sql("SELECT COUNT(*) FROM posts").scalar() == 3
-
-
-def test_four_processes_build_the_template_once_and_later_sessions_reuse_it(
-    run_prefix: str, mysql_image: str, tmp_path: Path, server: freshdb.DatabaseServer
-) -> None:
-    counter = tmp_path / "builds.txt"
-    values = {
-        "counter": str(counter),
-        "engine": "mysql",
-        "image": mysql_image,
-        "prefix": run_prefix,
-        "key": f"concurrency-{tmp_path.name}",
-    }
-    start_at = time.time() + 4.0
-    processes = [spawn(SESSION.format(start_at=start_at, **values)) for _ in range(4)]
-    results = []
-    for process in processes:
-        out, err = process.communicate(timeout=180)
-        assert process.returncode == 0, err
-        results.append(json.loads(out.strip().splitlines()[-1]))
-    assert counter.read_text().count("built") == 1
-    assert sorted(r["reused"] for r in results) == [False, True, True, True]
-    assert {r["rows"] for r in results} == {2}
-    assert len({r["template"] for r in results}) == 1
-
-    later = json.loads(run_python(SESSION.format(start_at=0.0, **values)).strip().splitlines()[-1])
-    assert later["reused"] is True
-    assert counter.read_text().count("built") == 1
 
 
 # -- servers freshdb must refuse ----------------------------------------------------------
