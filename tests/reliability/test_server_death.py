@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import resource
 import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -179,11 +180,15 @@ def test_docker_unreachable_mid_session_gives_clear_errors(
 
 
 @contextlib.contextmanager
-def descriptors_above(number: int) -> Iterator[None]:
+def descriptors_above(number: int) -> Iterator[Callable[[], None]]:
     """Hold open files until every new descriptor is numbered above ``number``.
 
     A big test suite (many engines, files, sockets) gets there by itself;
-    ``select.select`` cannot watch such descriptors at all.
+    ``select.select`` cannot watch such descriptors at all. The kernel hands out the
+    lowest free number, so a descriptor closed meanwhile (an earlier test's
+    connection, collected late) would be handed out again below ``number``: garbage
+    is collected first and not during the block, and the context yields ``plug``,
+    which fills any hole again right before a connection that must be numbered high.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     wanted = number + 512
@@ -192,11 +197,24 @@ def descriptors_above(number: int) -> Iterator[None]:
             pytest.skip(f"cannot open {wanted} files here (hard limit {hard})")
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
     held: list[int] = []
+
+    def plug() -> None:
+        while True:
+            fd = os.open(os.devnull, os.O_RDONLY)
+            if fd > number:
+                os.close(fd)  # the next descriptor gets this number: above ``number``
+                return
+            held.append(fd)
+
+    collecting = gc.isenabled()
+    gc.collect()
+    gc.disable()
     try:
-        while not held or held[-1] <= number:
-            held.append(os.open(os.devnull, os.O_RDONLY))
-        yield
+        plug()
+        yield plug
     finally:
+        if collecting:
+            gc.enable()
         for fd in held:
             os.close(fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
@@ -216,12 +234,13 @@ def test_the_liveness_check_works_on_descriptors_above_1024(
     engine: Engine, run_prefix: str
 ) -> None:
     dialect = engine.dialect
-    with descriptors_above(1024), engine.server(run_prefix, pool_size=1) as server:
+    with descriptors_above(1024) as plug, engine.server(run_prefix, pool_size=1) as server:
         # Every hand-out checks the session's lease connection (opened after the
         # files, so numbered above 1024): it must not be taken for dead.
         for _ in range(3):
             with server.database() as db, db.engine().connect() as conn:
                 assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        plug()
         conn = dialect.connect(server.address)
         try:
             fileno = dialect.connection_fileno(conn)

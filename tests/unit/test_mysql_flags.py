@@ -238,3 +238,23 @@ def test_each_program_ends_its_round_trip_and_events_keep_their_time_zone() -> N
     assert statements[event - 1] == "SET SESSION time_zone = 'SYSTEM'"
     assert statements.index(programs[0]) < event
     assert "time_zone = DEFAULT" in statements[-1]  # the session is left as it was
+
+
+@pytest.mark.parametrize(
+    ("code", "text"),
+    [
+        (1114, "The table 'filler' is full"),
+        (3675, "Create table/tablespace 'filler' failed, as disk is full"),
+        (1005, 'Can\'t create table `c`.`filler` (errno: 135 "No more room in record file")'),
+        (1030, 'Got error 28 "No space left on device" from storage engine InnoDB'),
+    ],
+)
+def test_a_full_disk_is_a_server_full_error_in_every_wording(code: int, text: str) -> None:
+    import pymysql
+
+    from freshdb.dialects.mysql import MySQLDialect
+    from freshdb.errors import ServerFullError
+
+    translated = MySQLDialect().translate_error(pymysql.err.OperationalError(code, text))
+    assert isinstance(translated, ServerFullError)
+    assert "FRESHDB_TMPFS_SIZE" in str(translated)

@@ -87,7 +87,12 @@ _ACCESS_DENIED = {1044, 1045, 1142, 1227, 1698}
 _FULL = {1021, 1037, 1041, 1114, 3675}
 _UNREACHABLE = {2002, 2003, 2005, 2006, 2013, 2055}
 _UNKNOWN_THREAD = 1094
-_NO_SPACE = re.compile(r"errno:? ?28\b|errcode:? ?28\b|error 28\b|no space left", re.IGNORECASE)
+# 28 is ENOSPC; MariaDB 11 reports a table it cannot create on a full disk as
+# 1005 with handler error 135 ("No more room in record file").
+_NO_SPACE = re.compile(
+    r"errno:? ?28\b|errcode:? ?28\b|error 28\b|no space left|no more room in record file",
+    re.IGNORECASE,
+)
 
 
 # -- the server: flags chosen per flavour and version (pure, unit-tested) ---------------
