@@ -217,7 +217,7 @@ def command_down(args: argparse.Namespace) -> int:
 
 
 # -- presentation ----------------------------------------------------------------------
-def _server_text(server: inventory.ServerInfo, settings: Settings) -> str:
+def _server_text(server: inventory.ServerStatus, settings: Settings) -> str:
     facts = [server.engine, server.mode, server.status]
     if server.port is not None:
         facts.append(f"{server.host}:{server.port}" if server.host else f"port {server.port}")

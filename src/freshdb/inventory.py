@@ -78,7 +78,7 @@ class CopyInfo:
 
 
 @dataclasses.dataclass
-class ServerInfo:
+class ServerStatus:
     """One freshdb server: a container (or the external server) and its databases."""
 
     name: str
@@ -128,10 +128,10 @@ class Removal:
 
 
 @dataclasses.dataclass
-class _Server:
+class FoundServer:
     """A server found in scope, with how to talk to it (if it answers)."""
 
-    info: ServerInfo
+    info: ServerStatus
     container: Container | None = None
     dialect: Dialect | None = None
     address: ServerAddress | None = None
@@ -142,10 +142,10 @@ def _docker_backend(settings: Settings) -> DockerBackend:
     return DockerBackend(settings, dialect_for(settings.engine))
 
 
-def _external_server(settings: Settings) -> _Server:
+def _external_server(settings: Settings) -> FoundServer:
     dialect = dialect_for(settings.engine)
     address = dialect.address_from_url(settings.url or "")
-    info = ServerInfo(
+    info = ServerStatus(
         name=f"external {address.host}:{address.port}",
         engine=settings.engine,
         mode="external",
@@ -157,7 +157,7 @@ def _external_server(settings: Settings) -> _Server:
         uptime_seconds=None,
         memory_bytes=None,
     )
-    return _Server(info, dialect=dialect, address=address)
+    return FoundServer(info, dialect=dialect, address=address)
 
 
 def _servers(
@@ -166,7 +166,7 @@ def _servers(
     memory: bool = True,
     backend: DockerBackend | None = None,
     unused_after: dt.timedelta = STICKY_UNUSED_AFTER,
-) -> list[_Server]:
+) -> list[FoundServer]:
     """Every server in scope: the external one, or the labelled containers of the prefix."""
     if settings.mode == "external":
         return [_external_server(settings)]
@@ -178,7 +178,7 @@ def _servers(
         facts = container_facts(container, with_memory=memory)
         if not facts.prefix or not facts.name.startswith(f"{facts.prefix}-"):
             continue  # labelled, but not named by freshdb: not ours to judge
-        info = ServerInfo(
+        info = ServerStatus(
             name=facts.name,
             engine=facts.engine,
             mode=facts.mode,
@@ -192,7 +192,7 @@ def _servers(
             leaked=is_leaked_throwaway(container),
             retire_reason=backend.retirement_reason(container, unused_after),
         )
-        server = _Server(info, container=container)
+        server = FoundServer(info, container=container)
         servers.append(server)
         if facts.status != "running":
             continue
@@ -206,7 +206,7 @@ def _servers(
 
 
 @contextlib.contextmanager
-def _connection(server: _Server) -> Iterator[DBAPIConnection]:
+def _connection(server: FoundServer) -> Iterator[DBAPIConnection]:
     assert server.dialect is not None and server.address is not None
     conn = server.dialect.connect(server.address, timeout=5.0)
     try:
@@ -216,7 +216,7 @@ def _connection(server: _Server) -> Iterator[DBAPIConnection]:
 
 
 # -- describing ---------------------------------------------------------------------
-def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerInfo]:
+def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerStatus]:
     """Every freshdb server in scope, with its templates and copies (``freshdb status``)."""
     servers = _servers(settings, all_prefixes=all_prefixes)
     for server in servers:
@@ -294,20 +294,20 @@ def describe_databases(
 
 # -- the server of the current settings -----------------------------------------------
 @dataclasses.dataclass(frozen=True)
-class CurrentServer:
-    """The server the current settings point at, found without starting anything."""
+class ServerAccess:
+    """How to reach the server the current settings point at, found without starting it."""
 
     dialect: Dialect
     address: ServerAddress
     container: Container | None  # None for an external server
 
 
-def current_server(settings: Settings) -> CurrentServer:
+def current_server(settings: Settings) -> ServerAccess:
     """The running sticky server of these settings, or the external server."""
     if settings.mode == "external":
         server = _external_server(settings)
         assert server.dialect is not None and server.address is not None
-        return CurrentServer(server.dialect, server.address, None)
+        return ServerAccess(server.dialect, server.address, None)
     require_lasting_mode(settings, "this command")
     backend = _docker_backend(settings)
     container = backend.find_sticky()
@@ -317,7 +317,7 @@ def current_server(settings: Settings) -> CurrentServer:
             f"the sticky {settings.engine} server for prefix {settings.prefix!r} and image "
             f"{backend.image_name} {state} — start it with `freshdb up`"
         )
-    return CurrentServer(backend.dialect, backend.address_of(container), container)
+    return ServerAccess(backend.dialect, backend.address_of(container), container)
 
 
 def require_lasting_mode(settings: Settings, command: str) -> None:
@@ -396,7 +396,7 @@ def _retire(backend: DockerBackend, container: Container, dry_run: bool) -> Reti
     return backend.retire(container, grace=STICKY_START_GRACE, dry_run=dry_run)
 
 
-def _throwaway_reason(info: ServerInfo, max_age: dt.timedelta | None) -> str:
+def _throwaway_reason(info: ServerStatus, max_age: dt.timedelta | None) -> str:
     if info.leaked:
         return "its owner process is gone"
     hours = max_age.total_seconds() / 3600 if max_age is not None else 0
@@ -404,7 +404,7 @@ def _throwaway_reason(info: ServerInfo, max_age: dt.timedelta | None) -> str:
 
 
 def _prune_databases(
-    server: _Server,
+    server: FoundServer,
     conn: DBAPIConnection,
     settings: Settings,
     max_age: dt.timedelta | None,
@@ -488,10 +488,10 @@ def one_line(exc: BaseException) -> str:
 
 __all__ = [
     "CopyInfo",
-    "CurrentServer",
     "Removal",
     "Retirement",
-    "ServerInfo",
+    "ServerAccess",
+    "ServerStatus",
     "TemplateInfo",
     "current_server",
     "describe_databases",

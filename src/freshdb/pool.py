@@ -4,7 +4,7 @@ A copy moves through explicit states, each move made by :meth:`ClonePool._move`
 under the pool's lock (``_MOVES`` lists every move allowed):
 
     CREATING ──▶ READY ──▶ IN_USE ──▶ DIRTY ──▶ DROPPING ──▶ GONE
-        │                     └─────▶ KEEP ───▶ RENAMING ──▶ GONE
+        │                     └─────▶ TO_KEEP ▶ RENAMING ──▶ GONE
         └──▶ DIRTY  (the clone failed, or the pool closed meanwhile)
 
 GONE means the pool no longer owns the copy: dropped, kept under its kept name, or
@@ -42,7 +42,7 @@ class CopyState(enum.Enum):
     READY = "ready"  # made, waiting in the pool for a caller
     IN_USE = "in use"  # handed out, until released
     DIRTY = "dirty"  # given back (or broken): waits for the dropper to drop it
-    KEEP = "keep"  # given back to be kept: waits for the dropper to rename it
+    TO_KEEP = "to keep"  # given back to be kept: waits for the dropper to rename it
     DROPPING = "dropping"  # the dropper is dropping it
     RENAMING = "renaming"  # the dropper is renaming it to its kept name
     GONE = "gone"  # no longer the pool's: dropped, kept, or left to the reaper
@@ -51,9 +51,9 @@ class CopyState(enum.Enum):
 _MOVES: dict[CopyState, frozenset[CopyState]] = {
     CopyState.CREATING: frozenset({CopyState.READY, CopyState.DIRTY, CopyState.GONE}),
     CopyState.READY: frozenset({CopyState.IN_USE, CopyState.DIRTY, CopyState.GONE}),
-    CopyState.IN_USE: frozenset({CopyState.DIRTY, CopyState.KEEP, CopyState.GONE}),
+    CopyState.IN_USE: frozenset({CopyState.DIRTY, CopyState.TO_KEEP, CopyState.GONE}),
     CopyState.DIRTY: frozenset({CopyState.DROPPING, CopyState.GONE}),
-    CopyState.KEEP: frozenset({CopyState.RENAMING, CopyState.GONE}),
+    CopyState.TO_KEEP: frozenset({CopyState.RENAMING, CopyState.GONE}),
     CopyState.DROPPING: frozenset({CopyState.GONE}),
     CopyState.RENAMING: frozenset({CopyState.GONE}),
     CopyState.GONE: frozenset(),
@@ -72,8 +72,8 @@ class Copy:
     state: CopyState = CopyState.CREATING
     #: What the worker made along with the copy (an open connection to it), taken by
     #: whoever acquires the copy; discarded by the dropper if nobody did.
-    attachment: Any = None
-    #: The worker that made the attachment, and knows how to let go of it.
+    warm_connection: Any = None
+    #: The worker that made the warm_connection, and knows how to let go of it.
     made_by: CopyWorker | None = None
 
 
@@ -81,12 +81,12 @@ class CopyWorker(Protocol):
     """The SQL side of the pool's background work, on one server connection."""
 
     def clone(self, name: str) -> Any:
-        """Create database ``name`` as a copy of the template; return an attachment
+        """Create database ``name`` as a copy of the template; return an warm_connection
         (e.g. a connection opened to it ahead of its user) or ``None``."""
         ...
 
-    def discard(self, attachment: Any) -> None:
-        """Let go of an attachment nobody took (even after :meth:`close`)."""
+    def discard(self, warm_connection: Any) -> None:
+        """Let go of an warm_connection nobody took (even after :meth:`close`)."""
         ...
 
     def drop(self, name: str) -> None:
@@ -217,7 +217,7 @@ class ClonePool:
             for copy in list(self._copies.values()):
                 if copy.state in (CopyState.READY, CopyState.IN_USE):
                     self._retire(copy)
-                elif copy.state in (CopyState.DIRTY, CopyState.KEEP) and not drop:
+                elif copy.state in (CopyState.DIRTY, CopyState.TO_KEEP) and not drop:
                     self._move(copy, CopyState.GONE)
                 if copy.state is CopyState.GONE:
                     given_up.append(copy)
@@ -317,7 +317,7 @@ class ClonePool:
             if copy.state is not CopyState.IN_USE:
                 log.debug("%s was given back already (%s)", copy.name, copy.state.value)
                 return
-            self._move(copy, CopyState.KEEP if keep else CopyState.DIRTY)
+            self._move(copy, CopyState.TO_KEEP if keep else CopyState.DIRTY)
             self._to_drop.append(copy)
             self._cond.notify_all()
 
@@ -333,7 +333,7 @@ class ClonePool:
                 "busy": by_state[CopyState.IN_USE],
                 "creating": by_state[CopyState.CREATING],
                 "dropping": by_state[CopyState.DIRTY] + by_state[CopyState.DROPPING],
-                "keeping": by_state[CopyState.KEEP] + by_state[CopyState.RENAMING],
+                "keeping": by_state[CopyState.TO_KEEP] + by_state[CopyState.RENAMING],
                 "total": len(self._copies),
                 "size": self.size,
                 "clones": self.counters["clones"],
@@ -403,7 +403,7 @@ class ClonePool:
             try:
                 if worker is None:
                     worker = self._open_worker()
-                copy.attachment, copy.made_by = worker.clone(copy.name), worker
+                copy.warm_connection, copy.made_by = worker.clone(copy.name), worker
             except Exception as exc:
                 # Once per run of failures: a server that is down fails every retry.
                 log.log(
@@ -465,7 +465,7 @@ class ClonePool:
                 if not self._to_drop or self._gone is not None:
                     break
                 copy = self._to_drop.popleft()
-                keep = copy.state is CopyState.KEEP
+                keep = copy.state is CopyState.TO_KEEP
                 self._move(copy, CopyState.RENAMING if keep else CopyState.DROPPING)
             _discard_quietly(copy)
             try:
@@ -508,11 +508,11 @@ def copy_failed(failure: BaseException) -> FreshDBError:
 
 def _discard_quietly(copy: Copy) -> None:
     """Let go of what came with a copy nobody took (an open connection to it)."""
-    attachment, copy.attachment = copy.attachment, None
-    if attachment is None or copy.made_by is None:
+    warm_connection, copy.warm_connection = copy.warm_connection, None
+    if warm_connection is None or copy.made_by is None:
         return
     try:
-        copy.made_by.discard(attachment)
+        copy.made_by.discard(warm_connection)
     except Exception as exc:
         log.debug("letting go of what came with copy %s failed: %s", copy.name, exc)
 

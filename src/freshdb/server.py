@@ -72,8 +72,8 @@ class _SqlCopyWorker:
         # connecting costs a new server process and a login, ~6 ms on its path.
         return self.engines.preconnect(self.dialect.warm_url(self.address, name))
 
-    def discard(self, attachment: Any) -> None:
-        self.engines.discard(attachment)
+    def discard(self, warm_connection: Any) -> None:
+        self.engines.discard(warm_connection)
 
     def drop(self, name: str) -> None:
         self._translated(self.dialect.drop_database, self.conn, name)
@@ -514,7 +514,7 @@ class DatabaseServer:
 
     def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
         address = self.address
-        warm, copy.attachment = copy.attachment, None
+        warm, copy.warm_connection = copy.warm_connection, None
         return Database(
             copy.name,
             self.dialect.sync_url(address, copy.name),

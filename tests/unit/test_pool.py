@@ -84,14 +84,14 @@ class FakeWorker:
             if self.server.failing_clones is not None:
                 raise self.server.failing_clones
             self.server.databases.add(name)
-            attachment = Attachment(name)
-            self.server.attachments[name] = attachment
-            return attachment
+            warm_connection = Attachment(name)
+            self.server.attachments[name] = warm_connection
+            return warm_connection
 
-    def discard(self, attachment: Any) -> None:
-        assert isinstance(attachment, Attachment)
-        assert not attachment.discarded.is_set(), f"{attachment.name} discarded twice"
-        attachment.discarded.set()
+    def discard(self, warm_connection: Any) -> None:
+        assert isinstance(warm_connection, Attachment)
+        assert not warm_connection.discarded.is_set(), f"{warm_connection.name} discarded twice"
+        warm_connection.discarded.set()
 
     def drop(self, name: str) -> None:
         assert not self.is_closed

@@ -28,7 +28,7 @@ class UnreachableWorker:
         self.attempts.append(name)
         raise ServerUnavailableError("cannot reach the server (connection refused)")
 
-    def discard(self, attachment: Any) -> None:
+    def discard(self, warm_connection: Any) -> None:
         pass
 
     def drop(self, name: str) -> None:

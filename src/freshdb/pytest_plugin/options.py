@@ -112,7 +112,7 @@ def pyproject_of(rootdir: Path) -> Path | None:
 
 
 @dataclasses.dataclass(frozen=True)
-class ServerSpec:
+class ServerRequest:
     """Everything that decides which server (and template) a test gets."""
 
     settings: Settings
@@ -173,7 +173,7 @@ def server_spec(
     rootdir: Path,
     *,
     environ: Mapping[str, str] | None = None,
-) -> ServerSpec:
+) -> ServerRequest:
     """Resolve the settings of the run's server, or of one picked by ``overrides``."""
     pyproject: Path | Literal[False] = pyproject_of(rootdir) or False
     overrides = dict(overrides)
@@ -182,10 +182,10 @@ def server_spec(
     arguments = merge_overrides(base, base_settings.engine, overrides) if overrides else base
     settings = resolve_settings(arguments, environ=environ, pyproject=pyproject)
     if schema_override is not None and not isinstance(schema_override, str):
-        return ServerSpec(settings, schema_override)
+        return ServerRequest(settings, schema_override)
     if schema_override is not None:
         settings = settings.replace(schema=schema_override)
-    return ServerSpec(settings, resolve_schema(settings.schema, rootdir))
+    return ServerRequest(settings, resolve_schema(settings.schema, rootdir))
 
 
 def marker_overrides(node: pytest.Item) -> dict[str, Any]:

@@ -29,7 +29,7 @@ from freshdb.config import Settings
 from freshdb.database import Database
 from freshdb.dialects import dialect_for
 from freshdb.errors import FreshDBError, ServerStartError
-from freshdb.pytest_plugin.options import ServerSpec, server_spec
+from freshdb.pytest_plugin.options import ServerRequest, server_spec
 from freshdb.server import DatabaseServer
 
 log = logging.getLogger("freshdb")
@@ -78,7 +78,7 @@ def describe_server(
 
 
 @dataclasses.dataclass
-class _OwnedServer:
+class RegistryEntry:
     server: DatabaseServer
     shown_mode: str | None = None
     container: str | None = None
@@ -98,16 +98,16 @@ class ServerRegistry:
         self.rootdir = rootdir
         self.worker = worker
         self.broker = broker
-        self._default: ServerSpec | None = None
-        self._specs: dict[tuple[Any, ...], ServerSpec] = {}
-        self._servers: dict[tuple[Settings, object], _OwnedServer] = {}
+        self._default: ServerRequest | None = None
+        self._specs: dict[tuple[Any, ...], ServerRequest] = {}
+        self._servers: dict[tuple[Settings, object], RegistryEntry] = {}
         self._failures: dict[tuple[Settings, object], BaseException] = {}
         self._shared: dict[int, tuple[DatabaseServer, Database]] = {}
         self._reports: dict[int, dict[str, Any]] = {}
         self._closed = False
 
     # -- which server ---------------------------------------------------------------
-    def spec(self, overrides: Mapping[str, Any] | None = None) -> ServerSpec:
+    def spec(self, overrides: Mapping[str, Any] | None = None) -> ServerRequest:
         """The settings of the run's server, or of one picked by ``overrides``."""
         if overrides:
             # Markers ask once per test: resolve each distinct set of overrides once.
@@ -133,7 +133,7 @@ class ServerRegistry:
         except FreshDBError:
             return None
 
-    def server(self, spec: ServerSpec) -> DatabaseServer:
+    def server(self, spec: ServerRequest) -> DatabaseServer:
         """The started server for ``spec``: started now if this session has none yet."""
         key = spec.key
         owned = self._servers.get(key)
@@ -152,7 +152,7 @@ class ServerRegistry:
         self._servers[key] = owned
         return owned.server
 
-    def _start(self, spec: ServerSpec) -> _OwnedServer:
+    def _start(self, spec: ServerRequest) -> RegistryEntry:
         settings, shown_mode, container = spec.settings, None, None
         if settings.mode == "throwaway" and self.broker is not None:
             answer = self.broker.shared_server(settings)
@@ -163,7 +163,7 @@ class ServerRegistry:
         fields.pop("schema")
         server = DatabaseServer(schema=spec.schema, **fields)
         server.start()
-        return _OwnedServer(server, shown_mode, container)
+        return RegistryEntry(server, shown_mode, container)
 
     # -- savepoint mode ---------------------------------------------------------------
     def shared_database(self, server: DatabaseServer) -> Database:
