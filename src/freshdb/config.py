@@ -273,12 +273,6 @@ def check_url(url: str) -> None:
         raise ConfigurationError(f"server URL {_redact(url)!r} names no host")
 
 
-def engine_of_url(url: str) -> EngineName:
-    """The engine a server URL speaks to."""
-    backend = make_url(url).get_backend_name()
-    return "postgres" if backend in {"postgresql", "postgres"} else cast(EngineName, backend)
-
-
 def _redact(url: str) -> str:
     """The URL with its password masked, even when it is malformed (a typo such as
     ``postgresql//user:secret@host`` must not put the password in an error)."""

@@ -49,3 +49,9 @@ class PoolTimeoutError(FreshDBError):
 
 class AcquireCancelledError(FreshDBError):
     """Waiting for a copy was called off (the waiting task was cancelled)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (the CLI's promise: a one-line reason)."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

@@ -22,7 +22,8 @@ from typing import Any
 import pytest
 
 import freshdb
-from freshdb import inventory, naming
+from freshdb import naming
+from freshdb.cleanup import inventory, removal
 from freshdb.config import Settings, resolve_settings
 from freshdb.dialects import dialect_for
 from freshdb.errors import FreshDBError
@@ -170,13 +171,11 @@ def test_templates_unused_beyond_the_retention_make_room_least_recently_used_fir
     # takes the least recently used first, so the two used last stay.
     settings = settings_for(engine, image, prefix, keep_templates=2, template_retention="0")
     planned = [
-        r.name
-        for r in inventory.prune(settings, max_age=None, dry_run=True)
-        if r.what == "template"
+        r.name for r in removal.prune(settings, max_age=None, dry_run=True) if r.what == "template"
     ]
     assert planned and planned[-1] == names[0]
     assert names[1] not in planned and names[2] not in planned
-    removed = [r.name for r in inventory.prune(settings, max_age=None, dry_run=False)]
+    removed = [r.name for r in removal.prune(settings, max_age=None, dry_run=False)]
     assert removed == planned
     assert complete_templates(engine, image, prefix) == {names[1], names[2]}
 
@@ -266,7 +265,7 @@ def test_prune_and_reap_leave_a_build_in_progress_alone(
             assert half_built not in pruning.stats()["reaped"]
         settings = settings_for(engine, image, prefix, keep_templates=1, template_retention="0")
         for dry_run in (True, False):
-            removed = inventory.prune(settings, max_age=dt.timedelta(0), dry_run=dry_run)
+            removed = removal.prune(settings, max_age=dt.timedelta(0), dry_run=dry_run)
             assert half_built not in {r.name for r in removed}
         (info,) = [s for s in inventory.gather(settings) if s.engine == engine]
         assert info.error is None
@@ -297,7 +296,7 @@ def _down(prefix: str, postgres_image: str, mariadb_image: str) -> Iterator[None
     for engine, image in (("postgres", postgres_image), ("mariadb", mariadb_image)):
         settings = settings_for(engine, image, prefix)
         with contextlib.suppress(FreshDBError):
-            inventory.remove_sticky_servers(settings, every=True)
+            removal.remove_sticky_servers(settings, every=True)
 
 
 def test_a_crashed_in_place_build_is_left_by_status_and_dropped_by_prune(
@@ -316,9 +315,9 @@ def test_a_crashed_in_place_build_is_left_by_status_and_dropped_by_prune(
         server.dialect.scalar(conn, f"CREATE TABLE `{crashed}`.half_done (id INT)")
         (info,) = [s for s in inventory.gather(settings) if s.engine == "mariadb"]
         assert info.error is None and crashed not in {t.name for t in info.templates}
-        inventory.prune(settings, max_age=None, dry_run=True)
+        removal.prune(settings, max_age=None, dry_run=True)
         assert server.dialect.database_exists(conn, crashed)  # status and dry runs look only
-        inventory.prune(settings, max_age=None, dry_run=False)
+        removal.prune(settings, max_age=None, dry_run=False)
         assert not server.dialect.database_exists(conn, crashed)
     finally:
         server.dialect.drop_database(conn, crashed)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 from pathlib import Path
 
+from freshdb.cleanup.retention import TemplateRecord, plan_pruning
 from freshdb.migrators import CallableMigrator, ComposedMigrator, MetadataMigrator, SqlMigrator
-from freshdb.template import TemplateRecord, plan_pruning, project_key, schema_source
+from freshdb.template import project_key, schema_source
 
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 WEEK = 7 * 86400.0

@@ -1,9 +1,9 @@
 """What freshdb has on a machine: servers, their templates and copies, and leftovers.
 
-The CLI's facts and housekeeping live here, apart from their presentation: which
-servers bear freshdb's labels and prefix, what each holds (templates in use or
-stale, copies live, leaked or kept), and removing what no session will use again.
-Nothing is touched unless its labels and name say freshdb made it with this prefix.
+The facts ``freshdb status`` prints, apart from their presentation: which servers
+bear freshdb's labels and prefix, what each holds (templates in use or stale, copies
+live, leaked or kept), judged by the same rules :mod:`freshdb.cleanup.removal`
+acts on. Looking never changes anything.
 """
 
 from __future__ import annotations
@@ -17,24 +17,18 @@ from typing import Any
 
 from docker.models.containers import Container
 
-from freshdb import naming
 from freshdb.backends.docker import (
-    DOWN_WAIT_SECONDS,
-    STICKY_START_GRACE,
     STICKY_UNUSED_AFTER,
     DockerBackend,
-    Retirement,
     container_facts,
     is_leaked_throwaway,
     list_managed_containers,
-    remove_container,
 )
+from freshdb.cleanup.retention import DEFAULT_RETENTION_SECONDS, plan_pruning, read_templates
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
-from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError
-from freshdb.server import reap_dead_owners
-from freshdb.template import plan_pruning, prune_templates, read_templates
+from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError, one_line
 
 log = logging.getLogger("freshdb")
 
@@ -117,16 +111,6 @@ class ServerStatus:
         return data
 
 
-@dataclasses.dataclass(frozen=True)
-class Removal:
-    """One thing ``freshdb prune`` or ``freshdb down`` removed (or would remove)."""
-
-    what: str  # "container", "template", "copy", "build" or "kept copy"
-    name: str
-    server: str
-    reason: str
-
-
 @dataclasses.dataclass
 class FoundServer:
     """A server found in scope, with how to talk to it (if it answers)."""
@@ -138,7 +122,8 @@ class FoundServer:
 
 
 # -- finding servers ----------------------------------------------------------------
-def _docker_backend(settings: Settings) -> DockerBackend:
+def docker_backend(settings: Settings) -> DockerBackend:
+    """The Docker backend of these settings (finds containers, starts nothing)."""
     return DockerBackend(settings, dialect_for(settings.engine))
 
 
@@ -160,7 +145,7 @@ def _external_server(settings: Settings) -> FoundServer:
     return FoundServer(info, dialect=dialect, address=address)
 
 
-def _servers(
+def find_servers(
     settings: Settings,
     all_prefixes: bool = False,
     memory: bool = True,
@@ -170,7 +155,7 @@ def _servers(
     """Every server in scope: the external one, or the labelled containers of the prefix."""
     if settings.mode == "external":
         return [_external_server(settings)]
-    backend = backend or _docker_backend(settings)
+    backend = backend or docker_backend(settings)
     found = list_managed_containers(backend.client(), None if all_prefixes else settings.prefix)
     servers = []
     now = dt.datetime.now(dt.UTC)
@@ -206,7 +191,8 @@ def _servers(
 
 
 @contextlib.contextmanager
-def _connection(server: FoundServer) -> Iterator[DBAPIConnection]:
+def connect_to(server: FoundServer) -> Iterator[DBAPIConnection]:
+    """An admin connection to a found server that answers, closed afterwards."""
     assert server.dialect is not None and server.address is not None
     conn = server.dialect.connect(server.address, timeout=5.0)
     try:
@@ -218,12 +204,12 @@ def _connection(server: FoundServer) -> Iterator[DBAPIConnection]:
 # -- describing ---------------------------------------------------------------------
 def gather(settings: Settings, all_prefixes: bool = False) -> list[ServerStatus]:
     """Every freshdb server in scope, with its templates and copies (``freshdb status``)."""
-    servers = _servers(settings, all_prefixes=all_prefixes)
+    servers = find_servers(settings, all_prefixes=all_prefixes)
     for server in servers:
         if server.address is None:
             continue
         try:
-            with _connection(server) as conn:
+            with connect_to(server) as conn:
                 assert server.dialect is not None
                 use = server.dialect.server_use(conn)
                 templates, copies = describe_databases(
@@ -247,7 +233,7 @@ def describe_databases(
     conn: DBAPIConnection,
     prefix: str,
     keep_templates: int,
-    retention_seconds: float = 7 * 86400,
+    retention_seconds: float = DEFAULT_RETENTION_SECONDS,
 ) -> tuple[list[TemplateInfo], list[CopyInfo]]:
     """The templates and copies a server holds for ``prefix``, most recently used first.
 
@@ -309,7 +295,7 @@ def current_server(settings: Settings) -> ServerAccess:
         assert server.dialect is not None and server.address is not None
         return ServerAccess(server.dialect, server.address, None)
     require_lasting_mode(settings, "this command")
-    backend = _docker_backend(settings)
+    backend = docker_backend(settings)
     container = backend.find_sticky()
     if container is None or container.status != "running":
         state = "is not running" if container is not None else "does not exist"
@@ -327,177 +313,3 @@ def require_lasting_mode(settings: Settings, command: str) -> None:
             f"{command} needs a server that outlives it, but the mode is 'throwaway' (the "
             "default when CI is set) — pass --mode sticky, or --url for an existing server"
         )
-
-
-# -- removing -------------------------------------------------------------------------
-def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> list[Removal]:
-    """Remove leftovers of this prefix (``freshdb prune``); with ``dry_run``, only list them.
-
-    Leaked throwaway containers (owner process gone, or older than ``max_age``);
-    idle sticky containers no longer wanted (superseded, or not asked for by any
-    start in ``max_age``, by default :data:`~freshdb.backends.docker.STICKY_UNUSED_AFTER`;
-    never the one of these settings, never one in use); on every running server,
-    copies and builds whose owner session is gone
-    (:func:`freshdb.server.reap_dead_owners`), templates retention removes
-    beyond ``keep_templates`` — superseded ones first, then ones unused for
-    ``template_retention`` — that no session uses
-    (:func:`freshdb.template.prune_templates`), and kept copies older than ``max_age``.
-    """
-    removals: list[Removal] = []
-    backend = _docker_backend(settings) if settings.mode != "external" else None
-    unused_after = max_age if max_age is not None else STICKY_UNUSED_AFTER
-    servers = _servers(settings, memory=False, backend=backend, unused_after=unused_after)
-    current = _current_sticky_name(settings, backend)
-    for server in servers:
-        name = server.info.name
-        reason = server.info.retire_reason
-        if backend is not None and server.container is not None and reason and name != current:
-            outcome = _retire(backend, server.container, dry_run)
-            if outcome.removed:
-                removals.append(Removal("container", name, name, f"{reason}, idle"))
-                continue
-            log.info("keeping %s (%s): %s", name, reason, outcome.why)
-        if server.container is not None and is_leaked_throwaway(server.container, max_age):
-            removals.append(
-                Removal(
-                    "container",
-                    name,
-                    name,
-                    "leaked throwaway server: " + _throwaway_reason(server.info, max_age),
-                )
-            )
-            if not dry_run:
-                log.debug("removing leaked throwaway container %s", name)
-                remove_container(server.container)
-            continue
-        if server.address is None:
-            if server.info.error:
-                log.warning("skipping %s: %s", name, server.info.error)
-            continue
-        try:
-            with _connection(server) as conn:
-                removals += _prune_databases(server, conn, settings, max_age, dry_run)
-        except FreshDBError as exc:
-            log.warning("skipping %s: %s", name, one_line(exc))
-    return removals
-
-
-def _current_sticky_name(settings: Settings, backend: DockerBackend | None) -> str | None:
-    if backend is None or settings.mode != "sticky":
-        return None
-    try:
-        return backend.sticky_name()
-    except FreshDBError:
-        return None
-
-
-def _retire(backend: DockerBackend, container: Container, dry_run: bool) -> Retirement:
-    # Not waiting: prune is housekeeping, a busy server is simply kept for later.
-    return backend.retire(container, grace=STICKY_START_GRACE, dry_run=dry_run)
-
-
-def _throwaway_reason(info: ServerStatus, max_age: dt.timedelta | None) -> str:
-    if info.leaked:
-        return "its owner process is gone"
-    hours = max_age.total_seconds() / 3600 if max_age is not None else 0
-    return f"older than {hours:g} h"
-
-
-def _prune_databases(
-    server: FoundServer,
-    conn: DBAPIConnection,
-    settings: Settings,
-    max_age: dt.timedelta | None,
-    dry_run: bool,
-) -> list[Removal]:
-    dialect, prefix, where = server.dialect, server.info.prefix, server.info.name
-    assert dialect is not None
-    removals = []
-    for name in reap_dead_owners(dialect, conn, prefix, dry_run=dry_run):
-        parsed = naming.parse_database_name(prefix, name)
-        what = "build" if parsed and parsed.kind == "build" else "copy"
-        removals.append(Removal(what, name, where, "its owner session is gone"))
-    for pruned in prune_templates(
-        dialect,
-        conn,
-        prefix,
-        settings.keep_templates,
-        set(),
-        retention_seconds=settings.template_retention_seconds,
-        dry_run=dry_run,
-    ):
-        removals.append(Removal("template", pruned.name, where, pruned.reason))
-    if max_age is None:
-        return removals
-    kept = [p.name for p in dialect.our_databases(conn, prefix, ("kept",))]
-    created = dialect.database_created(conn, kept) if kept else {}
-    cutoff = dt.datetime.now(dt.UTC) - max_age
-    for name in kept:
-        if name in created and created[name] <= cutoff:
-            removals.append(
-                Removal(
-                    "kept copy",
-                    name,
-                    where,
-                    f"kept longer than {max_age.total_seconds() / 3600:g} h",
-                )
-            )
-            if not dry_run:
-                log.debug("dropping kept copy %s", name)
-                dialect.drop_database(conn, name)
-    return removals
-
-
-def remove_sticky_servers(
-    settings: Settings,
-    every: bool = False,
-    force: bool = False,
-    wait: float = DOWN_WAIT_SECONDS,
-) -> tuple[list[Removal], list[Retirement]]:
-    """Remove the sticky server of these settings (``every``: all of the prefix).
-
-    A server in use is waited for up to ``wait`` seconds, then kept unless ``force``:
-    the removals, and the servers kept (each saying who uses it).
-    """
-    backend = _docker_backend(settings)
-    if every:
-        containers = [
-            c
-            for c in list_managed_containers(backend.client(), settings.prefix)
-            if (c.labels or {}).get(naming.LABEL_MODE) == "sticky"
-        ]
-    else:
-        found = backend.find_sticky()
-        containers = [found] if found is not None else []
-    removals, kept = [], []
-    for container in containers:
-        outcome = backend.retire(container, force=force, wait=wait)
-        if outcome.removed:
-            reason = "down --force" if force else "down"
-            removals.append(Removal("container", outcome.name, outcome.name, reason))
-        else:
-            kept.append(outcome)
-    return removals, kept
-
-
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line (the CLI's promise: a one-line reason)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
-__all__ = [
-    "CopyInfo",
-    "Removal",
-    "Retirement",
-    "ServerAccess",
-    "ServerStatus",
-    "TemplateInfo",
-    "current_server",
-    "describe_databases",
-    "gather",
-    "one_line",
-    "prune",
-    "remove_sticky_servers",
-    "require_lasting_mode",
-]

@@ -1,135 +1,23 @@
-"""The pool of ready copies, and the one place where a copy's state lives.
+"""The pool: keeps copies READY ahead of their users, drops given-back ones behind them.
 
-A copy moves through explicit states, each move made by :meth:`ClonePool._move`
-under the pool's lock (``_MOVES`` lists every move allowed):
-
-    CREATING ──▶ READY ──▶ IN_USE ──▶ DIRTY ──▶ DROPPING ──▶ GONE
-        │                     └─────▶ TO_KEEP ▶ RENAMING ──▶ GONE
-        └──▶ DIRTY  (the clone failed, or the pool closed meanwhile)
-
-GONE means the pool no longer owns the copy: dropped, kept under its kept name, or
-(when dropping failed or the server is gone) left to be reaped once this session's
-owner lease is gone. Background threads do the slow work, each on its own server
-connection: the *cloners* keep ``size`` copies READY (more while callers wait), the
-*dropper* drops or renames released copies. ``acquire()`` only pops a READY copy, so a
-caller never waits for ``CREATE DATABASE`` or ``DROP DATABASE`` unless the pool ran
-dry. The pool knows nothing of engines: a :class:`CopyWorker` does the SQL.
-
-Releasing a copy that is no longer in use (released before, or taken back when the
-pool closed) does nothing: giving back twice is harmless, as closing a file twice is.
+Every move of a copy between states is made here, by :meth:`ClonePool._move`, under
+the pool's lock (see :mod:`freshdb.pool` for the states and the threads).
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
-import enum
 import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from freshdb.errors import AcquireCancelledError, FreshDBError, PoolTimeoutError
+from freshdb.pool.cancellation import Cancellation
+from freshdb.pool.states import MOVES, Copy, CopyState, CopyWorker
 
 log = logging.getLogger("freshdb")
-
-
-class CopyState(enum.Enum):
-    """Where a copy is in its life."""
-
-    CREATING = "creating"  # a cloner is making it
-    READY = "ready"  # made, waiting in the pool for a caller
-    IN_USE = "in use"  # handed out, until released
-    DIRTY = "dirty"  # given back (or broken): waits for the dropper to drop it
-    TO_KEEP = "to keep"  # given back to be kept: waits for the dropper to rename it
-    DROPPING = "dropping"  # the dropper is dropping it
-    RENAMING = "renaming"  # the dropper is renaming it to its kept name
-    GONE = "gone"  # no longer the pool's: dropped, kept, or left to the reaper
-
-
-_MOVES: dict[CopyState, frozenset[CopyState]] = {
-    CopyState.CREATING: frozenset({CopyState.READY, CopyState.DIRTY, CopyState.GONE}),
-    CopyState.READY: frozenset({CopyState.IN_USE, CopyState.DIRTY, CopyState.GONE}),
-    CopyState.IN_USE: frozenset({CopyState.DIRTY, CopyState.TO_KEEP, CopyState.GONE}),
-    CopyState.DIRTY: frozenset({CopyState.DROPPING, CopyState.GONE}),
-    CopyState.TO_KEEP: frozenset({CopyState.RENAMING, CopyState.GONE}),
-    CopyState.DROPPING: frozenset({CopyState.GONE}),
-    CopyState.RENAMING: frozenset({CopyState.GONE}),
-    CopyState.GONE: frozenset(),
-}
-
-
-@dataclasses.dataclass(eq=False)
-class Copy:
-    """One copy of the template, owned by this pool."""
-
-    name: str
-    seq: int
-    #: The name the copy is renamed to if its user keeps it (known from the start,
-    #: so a test's report can name it before the rename happens).
-    kept_name: str
-    state: CopyState = CopyState.CREATING
-    #: What the worker made along with the copy (an open connection to it), taken by
-    #: whoever acquires the copy; discarded by the dropper if nobody did.
-    warm_connection: Any = None
-    #: The worker that made the warm_connection, and knows how to let go of it.
-    made_by: CopyWorker | None = None
-
-
-class CopyWorker(Protocol):
-    """The SQL side of the pool's background work, on one server connection."""
-
-    def clone(self, name: str) -> Any:
-        """Create database ``name`` as a copy of the template; return an warm_connection
-        (e.g. a connection opened to it ahead of its user) or ``None``."""
-        ...
-
-    def discard(self, warm_connection: Any) -> None:
-        """Let go of an warm_connection nobody took (even after :meth:`close`)."""
-        ...
-
-    def drop(self, name: str) -> None:
-        """Drop database ``name``, disconnecting whoever is still connected."""
-        ...
-
-    def rename(self, old: str, new: str) -> None:
-        """Rename a database (to keep a copy after a failure)."""
-        ...
-
-    def close(self) -> None:
-        """Close the worker's connection."""
-        ...
-
-
-class Cancellation:
-    """Lets another thread call off an :meth:`ClonePool.acquire` that is waiting.
-
-    Async code waits for a copy in a worker thread; when the waiting task is
-    cancelled, :meth:`cancel` ends that wait at once instead of leaving the thread
-    (and a copy cloned for it) to the acquire timeout.
-    """
-
-    def __init__(self) -> None:
-        self._cancelled = False
-        self._cond: threading.Condition | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        """Whether :meth:`cancel` was called."""
-        return self._cancelled
-
-    def cancel(self) -> None:
-        """Make the acquire this was given to raise :class:`AcquireCancelledError`."""
-        self._cancelled = True
-        # Set before reading: an acquire that attaches after this read sees the flag.
-        cond = self._cond
-        if cond is not None:
-            with cond:
-                cond.notify_all()
-
-    def _attach(self, cond: threading.Condition) -> None:
-        self._cond = cond
 
 
 class ClonePool:
@@ -351,7 +239,7 @@ class ClonePool:
     # -- internals -------------------------------------------------------------
     def _move(self, copy: Copy, state: CopyState) -> None:
         """The one place a copy changes state (under the lock)."""
-        if state not in _MOVES[copy.state]:
+        if state not in MOVES[copy.state]:
             raise AssertionError(f"copy {copy.name}: no move from {copy.state} to {state}")
         copy.state = state
         if state is CopyState.GONE:
@@ -398,7 +286,7 @@ class ClonePool:
                 if self._closing or self._gone is not None:
                     break
                 self._seq += 1
-                copy = Copy(self._copy_name(self._seq), self._seq, self._kept_name(self._seq))
+                copy = Copy(self._copy_name(self._seq), self._kept_name(self._seq))
                 self._copies[copy.name] = copy
             try:
                 if worker is None:

@@ -1,4 +1,4 @@
-"""``DatabaseServer``: a server, a template on it, and a pool of copies.
+"""``DatabaseServer``: one session on a server — start, hand out copies, stop.
 
 The flow of ``start()``: configuration → a backend starts or finds the server →
 this session takes its owner lease → leftovers of dead sessions are reaped → the
@@ -12,7 +12,6 @@ import logging
 import threading
 import time
 import weakref
-from collections.abc import Iterator
 from types import TracebackType
 from typing import Any
 
@@ -20,88 +19,25 @@ from sqlalchemy.engine import URL
 
 from freshdb import naming
 from freshdb.backends import RunningServer, ServerBackend, backend_for
+from freshdb.cleanup.leftovers import drop_own_leftovers, reap_dead_owners
+from freshdb.cleanup.retention import prune_templates
 from freshdb.config import Settings, resolve_settings
 from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
-from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import (
     AcquireCancelledError,
-    DockerUnavailableError,
     FreshDBError,
     PoolTimeoutError,
-    ServerFullError,
     ServerUnavailableError,
 )
 from freshdb.migrators import Migrator, as_migrator
 from freshdb.pool import Cancellation, ClonePool, Copy
-from freshdb.template import Template, TemplateBuilder, prune_templates
+from freshdb.server.copy_worker import SqlCopyWorker
+from freshdb.server.liveness import Liveness, abandoned_if_unanswered
+from freshdb.template import Template, TemplateBuilder
 
 log = logging.getLogger("freshdb")
-
-#: How long the server may take to accept a new connection and answer ``SELECT 1``
-#: before it counts as not answering (paused, or the network to it cut).
-ANSWER_TIMEOUT = 5.0
-#: How long ``stop()`` lets its work on the server run before asking, every so
-#: often, whether the server still answers; if not, that work is abandoned.
-STOP_CHECK_INTERVAL = 5.0
-
-
-class _SqlCopyWorker:
-    """The pool's background work, done with the dialect's SQL on one connection."""
-
-    def __init__(
-        self,
-        dialect: Dialect,
-        address: ServerAddress,
-        recipe: CopyRecipe,
-        engines: EngineFactory,
-    ) -> None:
-        self.dialect = dialect
-        self.address = address
-        self.recipe = recipe
-        self.engines = engines
-        self.conn = dialect.connect(address)
-        # close() (the pool's thread) and abort() (any thread) never overlap: a
-        # closed connection's descriptor number may already belong to another file.
-        self._closing_lock = threading.Lock()
-        self._closed = False
-
-    def clone(self, name: str) -> Any:
-        self._translated(self.dialect.clone, self.conn, self.recipe, name)
-        # The test's first connection, opened now while the copy waits in the pool:
-        # connecting costs a new server process and a login, ~6 ms on its path.
-        return self.engines.preconnect(self.dialect.warm_url(self.address, name))
-
-    def discard(self, warm_connection: Any) -> None:
-        self.engines.discard(warm_connection)
-
-    def drop(self, name: str) -> None:
-        self._translated(self.dialect.drop_database, self.conn, name)
-
-    def rename(self, old: str, new: str) -> None:
-        self._translated(self.dialect.rename_database, self.conn, old, new)
-
-    def close(self) -> None:
-        with self._closing_lock:
-            self._closed = True
-            self.conn.close()
-
-    def abort(self) -> None:
-        """Make the operation under way on the connection fail at once (any thread)."""
-        with self._closing_lock:
-            if not self._closed:
-                self.dialect.abort(self.conn)
-
-    def _translated(self, operation: Any, *args: Any) -> None:
-        try:
-            operation(*args)
-        except FreshDBError:
-            raise
-        except Exception as exc:
-            translated = self.dialect.translate_error(exc)
-            if translated is not None:
-                raise translated from exc
-            raise
 
 
 class DatabaseServer:
@@ -153,7 +89,7 @@ class DatabaseServer:
         self._gone: FreshDBError | None = None  # why this session can hand out no more
         # The pool's workers, to abort if the server stops answering during stop();
         # weak, so the ones the pool has closed and let go of are forgotten.
-        self._workers: weakref.WeakSet[_SqlCopyWorker] = weakref.WeakSet()
+        self._workers: weakref.WeakSet[SqlCopyWorker] = weakref.WeakSet()
         self._workers_lock = threading.Lock()
         self._engines = EngineFactory()
 
@@ -224,8 +160,8 @@ class DatabaseServer:
         owner = self._owner
         engines = self._engines
 
-        def open_worker() -> _SqlCopyWorker:
-            worker = _SqlCopyWorker(self.dialect, address, recipe, engines)
+        def open_worker() -> SqlCopyWorker:
+            worker = SqlCopyWorker(self.dialect, address, recipe, engines)
             with self._workers_lock:
                 self._workers.add(worker)
             return worker
@@ -256,7 +192,10 @@ class DatabaseServer:
             lease, self._lease = self._lease, None
         # Dropping copies waits on the server: if it is paused or cut off, give up on
         # it (its copies are reaped later with this session's lease) instead of hanging.
-        with self._abandoned_if_unanswered(pool, lease) as abandoned:
+        with abandoned_if_unanswered(
+            lambda: self._liveness().why_unanswered(),
+            lambda reason: self._abandon(pool, lease, reason),
+        ) as abandoned:
             if pool is not None:
                 pool.close(drop=self._gone is None)
             try:
@@ -266,7 +205,7 @@ class DatabaseServer:
                     and self._gone is None
                     and not abandoned.is_set()
                 ):
-                    self._drop_own_leftovers(lease, self._owner)
+                    drop_own_leftovers(self.dialect, lease, self.settings.prefix, self._owner)
             except Exception as exc:  # the server may be gone already
                 log.debug("final sweep of own copies failed: %s", exc)
         if lease is not None:
@@ -278,59 +217,24 @@ class DatabaseServer:
             self._workers.clear()
         self._backend = None
 
-    @contextlib.contextmanager
-    def _abandoned_if_unanswered(
-        self, pool: ClonePool | None, lease: DBAPIConnection | None
-    ) -> Iterator[threading.Event]:
-        """Run a block of work on the server; abandon it if the server stops answering.
-
-        Slow work is fine as long as the server answers a new connection: every
-        ``STOP_CHECK_INTERVAL`` seconds a watcher asks; once it does not (paused,
-        network cut), the pool is told the server is gone and every connection of
-        this session is aborted, so whatever waits on them fails at once. The event
-        yielded is set then. Once the block ends, nothing is aborted any more.
-        """
-        finished = threading.Event()
-        abandoned = threading.Event()
-        lock = threading.Lock()
-
-        def watch() -> None:
-            while not finished.wait(STOP_CHECK_INTERVAL):
-                reason = self._why_unanswered()
-                if reason is None:
-                    continue
-                with lock:
-                    if finished.is_set():
-                        return
-                    abandoned.set()
-                    error = ServerUnavailableError(
-                        f"stopping without the server {self._where()}, which does not "
-                        f"answer: {reason}; this session's copies stay on it until a later "
-                        "session or `freshdb prune` reaps them"
-                    )
-                    log.warning("%s", error)
-                    if pool is not None:
-                        pool.server_gone(error)
-                    with self._workers_lock:
-                        workers = list(self._workers)
-                    for worker in workers:
-                        worker.abort()
-                    if lease is not None:
-                        self.dialect.abort(lease)
-                return
-
-        watcher = threading.Thread(target=watch, name="freshdb-stop-watch", daemon=True)
-        watcher.start()
-        try:
-            yield abandoned
-        finally:
-            with lock:  # after this the watcher touches no connection
-                finished.set()
-
-    def _drop_own_leftovers(self, lease: DBAPIConnection, owner: str) -> None:
-        for mine in self.dialect.our_databases(lease, self.settings.prefix, ("copy", "build")):
-            if mine.owner == owner:
-                self.dialect.drop_database(lease, mine.name)
+    def _abandon(self, pool: ClonePool | None, lease: DBAPIConnection | None, reason: str) -> None:
+        """Give up on a server that stopped answering while this session stops: the
+        pool is told it is gone, and every connection of this session is aborted, so
+        whatever waits on them fails at once."""
+        error = ServerUnavailableError(
+            f"stopping without the server {self._liveness().where()}, which does not "
+            f"answer: {reason}; this session's copies stay on it until a later "
+            "session or `freshdb prune` reaps them"
+        )
+        log.warning("%s", error)
+        if pool is not None:
+            pool.server_gone(error)
+        with self._workers_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.abort()
+        if lease is not None:
+            self.dialect.abort(lease)
 
     def __enter__(self) -> DatabaseServer:
         return self.start()
@@ -381,7 +285,7 @@ class DatabaseServer:
             # paused server (or a cut network) is told apart too: to the pool it
             # looks like a clone that never finishes, or a connection timing out.
             self._check_server(ask_backend=True)
-            unanswered = self._unanswered_error()
+            unanswered = self._liveness().unanswered_error()
             if unanswered is not None:
                 raise unanswered from exc
             raise
@@ -401,7 +305,7 @@ class DatabaseServer:
             with self._lease_lock:
                 lease = self._lease
                 dropped = lease is not None and self.dialect.connection_dropped(lease)
-            if not dropped and (not ask_backend or self._backend_says_alive()):
+            if not dropped and (not ask_backend or self._liveness().backend_says_alive()):
                 return
             self._gone = self._gone_error()
             log.warning("%s", self._gone)
@@ -416,101 +320,12 @@ class DatabaseServer:
             self._check_server(ask_backend=True)
         return self._gone
 
-    def _unanswered_error(self) -> ServerUnavailableError | None:
-        """The error to give if the server does not answer a new connection in time."""
-        reason = self._why_unanswered()
-        if reason is None:
-            return None
-        return ServerUnavailableError(
-            f"the server {self._where()} does not answer: {reason} (this session goes on "
-            "once it answers again)"
-        )
-
-    def _where(self) -> str:
-        running = self._running
-        if running is None:
-            return "(not started)"
-        return running.container_name or f"{running.address.host}:{running.address.port}"
-
-    def _why_unanswered(self) -> str | None:
-        """Why the server does not answer a new connection in time, or None if it does."""
-        running = self._running
-        if running is None:
-            return None
-        try:
-            self.dialect.ping(running.address, timeout=ANSWER_TIMEOUT)
-        except ServerUnavailableError as exc:
-            failure = str(exc)
-        except FreshDBError:
-            return None  # it answered, if only to refuse (full, say): not a hang
-        except Exception as exc:
-            failure = f"{type(exc).__name__}: {exc}"
-        else:
-            return None
-        note = self._pause_note()
-        if note is not None:
-            return f"{note} to resume it"
-        return (
-            f"a new connection got no answer within {ANSWER_TIMEOUT:.0f} s ({failure}) — "
-            "is it paused or overloaded, or is the network to it cut?"
-        )
-
-    def _pause_note(self) -> str | None:
-        backend = self._backend
-        try:
-            return backend.pause_note() if backend is not None else None
-        except Exception:  # only advice
-            return None
-
-    def _backend_says_alive(self) -> bool:
-        backend = self._backend
-        try:
-            return backend is None or backend.check_alive()
-        except FreshDBError:
-            return True  # nobody can tell (Docker does not answer): not known to be gone
+    def _liveness(self) -> Liveness:
+        return Liveness(self.dialect, self._running, self._backend)
 
     def _gone_error(self) -> FreshDBError:
-        running, backend = self._running, self._backend
-        if running is None:
-            return ServerUnavailableError("the server is gone — start a new session")
-        where = running.container_name or f"{running.address.host}:{running.address.port}"
-        again = "leave `with DatabaseServer(...)` (or call stop()) and start a new session"
-        if running.mode != "external":
-            again += ", which starts the server again and rebuilds the template"
         pool = self._pool
-        full = pool.last_failure if pool is not None else None
-        if isinstance(full, ServerFullError):
-            # Postgres restarts itself when it cannot write its WAL (a PANIC), which
-            # ends this session: the full disk is the cause worth telling.
-            return ServerFullError(
-                f"{full} — the server restarted because of it, ending this session: {again}"
-            )
-        try:
-            alive = backend.check_alive() if backend is not None else False
-        except DockerUnavailableError as exc:
-            return ServerUnavailableError(
-                f"lost the connection to the server {where}, and the Docker engine does not "
-                f"answer either ({exc}) — start Docker, then {again}"
-            )
-        if not alive and running.container_name:
-            return ServerUnavailableError(
-                f"the server container {where} is gone (stopped or removed) — {again}"
-            )
-        if not alive:
-            return ServerUnavailableError(
-                f"the server {where} does not answer any more — once it is back, {again}"
-            )
-        unanswered = self._why_unanswered()
-        if unanswered is not None:
-            return ServerUnavailableError(
-                f"lost this session's connection to the server {where}, and it does not "
-                f"answer a new one: {unanswered} Once it answers again, leave `with "
-                "DatabaseServer(...)` (or call stop()) and start a new session"
-            )
-        return ServerUnavailableError(
-            f"the server {where} ended this session's connection (it restarted, or someone "
-            f"ended the connection), so this session's copies are no longer its own — {again}"
-        )
+        return self._liveness().gone_error(pool.last_failure if pool is not None else None)
 
     def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
         address = self.address
@@ -575,30 +390,3 @@ class DatabaseServer:
             "reaped": list(self._reaped),
             **pool_stats,
         }
-
-
-def reap_dead_owners(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, dry_run: bool = False
-) -> list[str]:
-    """Drop copies and half-built templates whose owner session is gone.
-
-    Never fails on a leftover: one that cannot be dropped (another session is
-    dropping it too, or the server refuses) is skipped, logged at debug, and left
-    for the next start. With ``dry_run``, only name them (``freshdb prune --dry-run``).
-    """
-    parsed = dialect.our_databases(conn, prefix, ("copy", "build"))
-    owners = sorted({p.owner for p in parsed if p.owner})
-    alive = dialect.live_owners(conn, owners)
-    reaped = []
-    for leftover in parsed:
-        if leftover.owner in alive:
-            continue
-        if not dry_run:
-            log.info("reaping %s: its owner session is gone", leftover.name)
-            try:
-                dialect.drop_database(conn, leftover.name)
-            except Exception as exc:
-                log.debug("could not reap %s (left for later): %s", leftover.name, exc)
-                continue
-        reaped.append(leftover.name)
-    return reaped

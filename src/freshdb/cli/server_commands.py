@@ -1,0 +1,117 @@
+"""``freshdb up``, ``url``, ``shell`` and ``warm``: the server and its template."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import time
+
+from freshdb.backends import backend_for
+from freshdb.cleanup.inventory import current_server, require_lasting_mode
+from freshdb.cli.options import AddCommand, note, settings_from, url_text
+from freshdb.dialects import dialect_for
+from freshdb.dialects.base import Dialect, ServerAddress
+from freshdb.errors import ConfigurationError
+
+
+def command_up(args: argparse.Namespace) -> int:
+    """Start (or reuse) the sticky server; print its admin URL."""
+    settings = settings_from(args)
+    require_lasting_mode(settings, "`freshdb up`")
+    dialect = dialect_for(settings.engine)
+    backend = backend_for(settings, dialect)
+    running = backend.start()
+    what = running.container_name or f"{running.address.host}:{running.address.port}"
+    verb = "reused" if running.reused else "started"
+    if settings.mode == "external":
+        verb = "reached"
+    note(args, f"{settings.engine} server {what} {verb} in {running.startup_seconds:.2f} s")
+    print(url_text(dialect, running.address, None, args.plain))
+    return 0
+
+
+def command_url(args: argparse.Namespace) -> int:
+    """Print the admin URL of the current server, or the URL of one database."""
+    settings = settings_from(args)
+    server = current_server(settings)
+    print(url_text(server.dialect, server.address, args.database, args.plain))
+    return 0
+
+
+def command_shell(args: argparse.Namespace) -> int:
+    """An interactive SQL client inside the server's container."""
+    from freshdb.backends.docker import exec_interactive
+
+    settings = settings_from(args)
+    if settings.mode == "external":
+        raise ConfigurationError(
+            "`freshdb shell` runs the client inside freshdb's container, and an external "
+            "server has none — connect with your own client to `freshdb url --plain`"
+        )
+    server = current_server(settings)
+    assert server.container is not None
+    command, environment = client_command(server.dialect, server.address, args.database)
+    return exec_interactive(server.container, command, environment)
+
+
+def client_command(
+    dialect: Dialect, address: ServerAddress, database: str | None
+) -> tuple[list[str], dict[str, str]]:
+    """The SQL client the engine's official image ships, and its environment.
+
+    It runs inside the container, so it talks to the server on the container's own
+    loopback (Postgres: its Unix socket, which the official image trusts; the TCP
+    lines of pg_hba.conf may expect another password format than the one freshdb
+    stores); the password goes in the environment, never on a command line.
+    """
+    database = database or address.admin_database
+    if dialect.family == "postgres":
+        return (
+            ["psql", "-U", address.user, "-d", database],
+            {"PGPASSWORD": address.password},
+        )
+    # MariaDB 11 images ship `mariadb` only, MySQL images `mysql` only.
+    script = 'if command -v mariadb >/dev/null 2>&1; then exec mariadb "$@"; fi; exec mysql "$@"'
+    return (
+        ["sh", "-c", script, "client", "-h", "127.0.0.1", "-u", address.user, database],
+        {"MYSQL_PWD": address.password},
+    )
+
+
+def command_warm(args: argparse.Namespace) -> int:
+    """Build (or confirm) the template for the schema now, so tests find it ready."""
+    from freshdb.migrators import as_migrator, describe
+    from freshdb.server import DatabaseServer
+
+    settings = settings_from(args)
+    require_lasting_mode(settings, "`freshdb warm`")
+    fields = {
+        k: v for k, v in dataclasses.asdict(settings).items() if k not in ("engine", "pool_size")
+    }
+    server = DatabaseServer(settings.engine, pool_size=0, **fields)
+    migrator = describe(as_migrator(settings.schema, server.dialect.sqlalchemy_name))
+    started = time.perf_counter()
+    server.start()
+    try:
+        stats = server.stats()
+    finally:
+        server.stop()
+    verb = "reused" if stats["template_reused"] else "built"
+    print(f"template {stats['template']} {verb} ({migrator})")
+    note(args, f"done in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def add_commands(add: AddCommand) -> None:
+    """Add ``up``, ``url``, ``shell`` and ``warm`` to the ``freshdb`` parser."""
+    up = add("up", command_up, "start or reuse the sticky server and print its admin URL")
+    up.add_argument("--plain", action="store_true", help="URL without the driver (for psql)")
+
+    url = add("url", command_url, "print the admin URL, or one database's URL")
+    url.add_argument("--database", metavar="NAME", help="the URL of this database")
+    url.add_argument("--plain", action="store_true", help="URL without the driver (for psql)")
+
+    shell = add("shell", command_shell, "psql or mysql inside the server's container")
+    shell.add_argument("--database", metavar="NAME", help="connect to this database")
+
+    add("warm", command_warm, "build the template for --schema now")
