@@ -22,6 +22,10 @@ Markers (registered in pyproject.toml):
 - ``postgres`` / ``mysql_family``: which engine family the test exercises. Added at
   collection from the test's ``engine`` parameter or the image fixtures it uses,
   so ``-m "server and postgres"`` selects the tests a Postgres image changes.
+- ``docker``: the test needs a Docker engine. Where none is reachable it is skipped,
+  saying why; under ``CI`` (whose machines always have an engine) it fails instead,
+  so a broken CI engine never passes as a green run of skips. Only an unreachable
+  engine skips: any other failure to reach Docker is the test's error.
 
 ``tests/matrix.py`` (``make test-matrix``, and the second half of ``make test``)
 runs pytest once per server of the matrix with these variables and markers.
@@ -30,6 +34,7 @@ runs pytest once per server of the matrix with these variables and markers.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import secrets
 import subprocess
@@ -100,6 +105,37 @@ def _docker_client() -> Any:
     return client
 
 
+@functools.cache
+def docker_unreachable() -> str | None:
+    """Why no Docker engine answers here (``None``: one does). Asked once per run."""
+    from freshdb.errors import DockerUnavailableError
+
+    try:
+        client = _docker_client()
+    except DockerUnavailableError as exc:
+        return str(exc)
+    client.close()
+    return None
+
+
+def _on_ci() -> bool:
+    # The CI variable as freshdb itself reads it (see freshdb.config).
+    return os.environ.get("CI", "").strip().lower() not in {"", "0", "false", "no", "off"}
+
+
+def require_docker() -> None:
+    """Skip the calling test when no Docker engine is reachable; fail instead under CI."""
+    reason = docker_unreachable()
+    if reason is None:
+        return
+    if _on_ci():
+        pytest.fail(
+            f"CI is set, and CI always has a Docker engine, but none is reachable: {reason}",
+            pytrace=False,
+        )
+    pytest.skip(f"no Docker engine reachable: {reason}")
+
+
 # -- markers ----------------------------------------------------------------------------
 #: Fixtures whose use says which family a test exercises (when no ``engine`` parameter does).
 _FAMILY_FIXTURES = {
@@ -108,6 +144,12 @@ _FAMILY_FIXTURES = {
     "mysql_image": "mysql_family",
     "mysql_family": "mysql_family",
 }
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """A ``docker`` test without a reachable engine is skipped (failed under CI)."""
+    if item.get_closest_marker("docker") is not None:
+        require_docker()
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -129,11 +171,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 # -- fixtures ---------------------------------------------------------------------------
 @pytest.fixture(scope="session")
 def docker_client() -> Any:
-    """A Docker client (the test is skipped if no engine answers)."""
-    try:
-        return _docker_client()
-    except Exception as exc:  # pragma: no cover - depends on the machine
-        pytest.skip(f"no Docker engine: {exc}")
+    """A Docker client (the test is skipped if no engine answers, failed under CI)."""
+    require_docker()
+    return _docker_client()
 
 
 @pytest.fixture(scope="session")
