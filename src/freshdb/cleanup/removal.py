@@ -24,13 +24,7 @@ from freshdb.backends.docker import (
     is_leaked_throwaway,
     remove_container,
 )
-from freshdb.cleanup.inventory import (
-    FoundServer,
-    ServerStatus,
-    connect_to,
-    docker_backend,
-    find_servers,
-)
+from freshdb.cleanup import inventory
 from freshdb.cleanup.leftovers import drop_old_kept_copies, reap_dead_owners
 from freshdb.cleanup.retention import prune_templates
 from freshdb.config import Settings
@@ -64,9 +58,11 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
     (:func:`~freshdb.cleanup.retention.prune_templates`), and kept copies older than ``max_age``.
     """
     removals: list[Removal] = []
-    backend = docker_backend(settings) if settings.mode != "external" else None
+    backend = inventory.docker_backend(settings) if settings.mode != "external" else None
     unused_after = max_age if max_age is not None else STICKY_UNUSED_AFTER
-    servers = find_servers(settings, memory=False, backend=backend, unused_after=unused_after)
+    servers = inventory.find_servers(
+        settings, memory=False, backend=backend, unused_after=unused_after
+    )
     current = _current_sticky_name(settings, backend)
     for server in servers:
         name = server.info.name
@@ -95,7 +91,7 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
                 log.warning("skipping %s: %s", name, server.info.error)
             continue
         try:
-            with connect_to(server) as conn:
+            with inventory.connect_to(server) as conn:
                 removals += _prune_databases(server, conn, settings, max_age, dry_run)
         except FreshDBError as exc:
             log.warning("skipping %s: %s", name, one_line(exc))
@@ -116,7 +112,7 @@ def _retire(backend: DockerBackend, container: Container, dry_run: bool) -> Reti
     return backend.retire(container, grace=STICKY_START_GRACE, dry_run=dry_run)
 
 
-def _throwaway_reason(info: ServerStatus, max_age: dt.timedelta | None) -> str:
+def _throwaway_reason(info: inventory.ServerStatus, max_age: dt.timedelta | None) -> str:
     if info.leaked:
         return "its owner process is gone"
     hours = max_age.total_seconds() / 3600 if max_age is not None else 0
@@ -124,7 +120,7 @@ def _throwaway_reason(info: ServerStatus, max_age: dt.timedelta | None) -> str:
 
 
 def _prune_databases(
-    server: FoundServer,
+    server: inventory.FoundServer,
     conn: DBAPIConnection,
     settings: Settings,
     max_age: dt.timedelta | None,
@@ -166,7 +162,7 @@ def remove_sticky_servers(
     A server in use is waited for up to ``wait`` seconds, then kept unless ``force``:
     the removals, and the servers kept (each saying who uses it).
     """
-    backend = docker_backend(settings)
+    backend = inventory.docker_backend(settings)
     if every:
         containers = [
             c
