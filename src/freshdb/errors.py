@@ -52,6 +52,8 @@ class AcquireCancelledError(FreshDBError):
 
 
 def one_line(exc: BaseException) -> str:
-    """An error's message on one line (the CLI's promise: a one-line reason)."""
+    """An error's message on one line (its lines joined), or its type's name if empty.
+
+    What goes into another message, a log line or the CLI's one-line reason."""
     text = " ".join(str(exc).split())
     return text or type(exc).__name__

@@ -1,7 +1,10 @@
 """The pool: keeps copies READY ahead of their users, drops given-back ones behind them.
 
 Every move of a copy between states is made here, by :meth:`ClonePool._move`, under
-the pool's lock (see :mod:`freshdb.pool` for the states and the threads).
+the pool's lock (see :mod:`freshdb.pool` for the states and the threads). It runs a
+little over 400 lines on purpose: the callers' side, the cloners and the dropper all
+move copies under that one lock, and keeping them in one module keeps every move of
+a copy's state in one place.
 """
 
 from __future__ import annotations
