@@ -24,12 +24,11 @@ import docker.errors
 from freshdb import inventory
 from freshdb._version import __version__
 from freshdb.backends import backend_for
-from freshdb.backends.docker import DOWN_WAIT_SECONDS
+from freshdb.backends.retirement import DOWN_WAIT_SECONDS
 from freshdb.config import Settings, resolve_settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import Dialect, ServerAddress
-from freshdb.errors import ConfigurationError, FreshDBError
-from freshdb.inventory import one_line
+from freshdb.errors import ConfigurationError, FreshDBError, one_line
 
 _COMMON = ("engine", "image", "mode", "url", "prefix", "schema")
 
@@ -102,7 +101,7 @@ def command_url(args: argparse.Namespace) -> int:
 
 def command_shell(args: argparse.Namespace) -> int:
     """An interactive SQL client inside the server's container."""
-    from freshdb.backends.docker import exec_interactive
+    from freshdb.backends.terminal import exec_interactive
 
     settings = settings_from(args)
     if settings.mode == "external":

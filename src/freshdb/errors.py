@@ -49,3 +49,11 @@ class PoolTimeoutError(FreshDBError):
 
 class AcquireCancelledError(FreshDBError):
     """Waiting for a copy was called off (the waiting task was cancelled)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """An error's message on one line (its lines joined), or its type's name if empty.
+
+    What goes into another message, a log line or the CLI's one-line reason."""
+    text = " ".join(str(exc).split())
+    return text or type(exc).__name__

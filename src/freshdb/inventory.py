@@ -18,21 +18,23 @@ from typing import Any
 from docker.models.containers import Container
 
 from freshdb import naming
-from freshdb.backends.docker import (
-    DOWN_WAIT_SECONDS,
-    STICKY_START_GRACE,
-    STICKY_UNUSED_AFTER,
-    DockerBackend,
-    Retirement,
+from freshdb.backends.containers import (
     container_facts,
-    is_leaked_throwaway,
     list_managed_containers,
     remove_container,
 )
+from freshdb.backends.docker import DockerBackend
+from freshdb.backends.retirement import (
+    DOWN_WAIT_SECONDS,
+    STICKY_START_GRACE,
+    STICKY_UNUSED_AFTER,
+    Retirement,
+)
+from freshdb.backends.throwaways import is_leaked_throwaway
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
-from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError
+from freshdb.errors import ConfigurationError, FreshDBError, ServerUnavailableError, one_line
 from freshdb.server import reap_dead_owners
 from freshdb.template import plan_pruning, prune_templates, read_templates
 
@@ -335,7 +337,7 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
 
     Leaked throwaway containers (owner process gone, or older than ``max_age``);
     idle sticky containers no longer wanted (superseded, or not asked for by any
-    start in ``max_age``, by default :data:`~freshdb.backends.docker.STICKY_UNUSED_AFTER`;
+    start in ``max_age``, by default :data:`~freshdb.backends.retirement.STICKY_UNUSED_AFTER`;
     never the one of these settings, never one in use); on every running server,
     copies and builds whose owner session is gone
     (:func:`freshdb.server.reap_dead_owners`), templates retention removes
@@ -480,12 +482,6 @@ def remove_sticky_servers(
     return removals, kept
 
 
-def one_line(exc: BaseException) -> str:
-    """An error's message on one line (the CLI's promise: a one-line reason)."""
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 __all__ = [
     "CopyInfo",
     "Removal",
@@ -496,7 +492,6 @@ __all__ = [
     "current_server",
     "describe_databases",
     "gather",
-    "one_line",
     "prune",
     "remove_sticky_servers",
     "require_lasting_mode",

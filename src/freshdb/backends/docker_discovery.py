@@ -16,6 +16,12 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import docker.errors
+import requests.exceptions
+
+import docker
+from freshdb.errors import DockerUnavailableError, one_line
+
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
 
@@ -90,6 +96,40 @@ def locate_docker(
         if exists(path):
             return DockerLocation(f"unix://{path}", what, tuple(tried))
     return DockerLocation(None, "nowhere", tuple(tried))
+
+
+#: What the Docker SDK raises when the engine does not answer at all (it does not wrap
+#: these in ``DockerException``).
+ENGINE_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def connect_docker() -> tuple[docker.DockerClient, str]:
+    """A client for the Docker engine found by :func:`locate_docker`, and its URL."""
+    location = locate_docker()
+    if location.url is None:
+        raise DockerUnavailableError(
+            "no Docker engine found (looked at: "
+            + "; ".join(location.tried)
+            + ") — start Docker (Docker Desktop, colima, OrbStack, podman or Docker Engine), "
+            "set DOCKER_HOST, or set FRESHDB_URL to use an existing database server"
+        )
+    try:
+        if location.source == "DOCKER_HOST":
+            client = docker.from_env(timeout=60)
+        else:
+            client = docker.DockerClient(
+                base_url=location.url,
+                timeout=60,
+                use_ssh_client=location.url.startswith("ssh://"),
+            )
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(
+            f"Docker engine not reachable at {location.url} (found via {location.source}: "
+            f"{one_line(exc)}) — start Docker, or set FRESHDB_URL to use an existing "
+            "server"
+        ) from exc
+    return client, location.url
 
 
 def _is_socket(path: Path) -> bool:
