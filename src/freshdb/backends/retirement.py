@@ -17,13 +17,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-import time
 from typing import TYPE_CHECKING
 
 import docker.errors
 import filelock
 from docker.models.containers import Container
 from docker.models.images import Image
+from tenacity import (
+    RetryCallState,
+    RetryError,
+    Retrying,
+    retry_if_result,
+    stop_after_delay,
+    wait_fixed,
+)
 
 import docker
 from freshdb import naming
@@ -135,13 +142,12 @@ def retire(
             last = backend.last_started(container)
             if last is not None and dt.datetime.now(dt.UTC) - last < grace:
                 return Retirement(name, False, None, "a start asked for it moments ago")
-        deadline = time.monotonic() + wait
         use: ServerUse | None = None
-        while not force and container.status in ("running", "paused", "restarting"):
-            use = backend.server_use(container) if container.status == "running" else None
-            if use is not None and use.idle:
-                break
-            if time.monotonic() >= deadline:
+        if not force:
+            try:
+                use = _wait_until_unused(backend, container, wait)
+            except RetryError as still_used:
+                use = still_used.last_attempt.result()
                 why = (
                     f"in use ({use.describe()})"
                     if use is not None
@@ -149,14 +155,41 @@ def retire(
                     "cannot be told"
                 )
                 return Retirement(name, False, use, why)
-            time.sleep(0.2)
-            container.reload()
         if not dry_run:
             log.debug("removing sticky server %s", name)
             remove_container(container)
         return Retirement(name, True, use, "idle" if not force else "forced")
     finally:
         lock.release()
+
+
+def _wait_until_unused(
+    backend: DockerBackend, container: Container, wait: float
+) -> ServerUse | None:
+    """Ask who uses the container until nobody does (or it stops), for ``wait`` seconds.
+
+    Returns who used it when last asked (``None``: it is not running); raises
+    :class:`tenacity.RetryError` if it was still used (or did not answer) at the end.
+    """
+
+    def ask() -> ServerUse | None:
+        return backend.server_use(container) if container.status == "running" else None
+
+    def still_used(use: ServerUse | None) -> bool:
+        active = container.status in ("running", "paused", "restarting")
+        return active and not (use is not None and use.idle)
+
+    def look_again(state: RetryCallState) -> None:
+        if state.attempt_number > 1:  # its status may have changed during the pause
+            container.reload()
+
+    retrying = Retrying(
+        stop=stop_after_delay(wait),
+        wait=wait_fixed(0.2),
+        retry=retry_if_result(still_used),
+        before=look_again,
+    )
+    return retrying(ask)
 
 
 def retire_superseded(

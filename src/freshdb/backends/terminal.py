@@ -12,13 +12,13 @@ import signal
 import socket
 import termios
 import threading
-import time
 import tty
 from collections.abc import Mapping, Sequence
 from typing import Any, cast
 
 import docker.errors
 from docker.models.containers import Container
+from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 import docker
 from freshdb.errors import FreshDBError, one_line
@@ -63,12 +63,17 @@ def exec_interactive(
             signal.signal(signal.SIGWINCH, signal.SIG_DFL)
         with contextlib.suppress(OSError):
             sock.close()
-    for _ in range(100):
-        details = api.exec_inspect(exec_id)
-        if not details.get("Running"):
-            return int(details.get("ExitCode") or 0)
-        time.sleep(0.05)
-    return 1
+    # The output ends a moment before Docker marks the exec finished: ask until it does.
+    until_finished = Retrying(
+        stop=stop_after_delay(5.0),
+        wait=wait_fixed(0.05),
+        retry=retry_if_result(lambda details: bool(details.get("Running"))),
+    )
+    try:
+        details = until_finished(api.exec_inspect, exec_id)
+    except RetryError:
+        return 1  # still running, with its output closed: count it as failed
+    return int(details.get("ExitCode") or 0)
 
 
 def _resize_exec(api: Any, exec_id: str) -> None:
