@@ -72,17 +72,20 @@ def run_container(
     labels: dict[str, str],
     tmpfs_size: str,
     reach: Reachability,
+    host_port: int | None = None,
 ) -> Container:
     """Create and start a server container; one of that name made meanwhile is returned.
 
-    ``spec`` is the one with the container's password.
+    ``spec`` is the one with the container's password. The server port is published
+    on ``host_port``, or on a free port Docker picks. If it cannot start (the port is
+    taken, say), the container made here is removed.
     """
     volumes = list((image.attrs.get("Config") or {}).get("Volumes") or {}) or [spec.data_directory]
     # A tmpfs on every declared VOLUME path: otherwise Docker creates an anonymous
     # volume there that shadows the tmpfs, and the data silently lands on disk.
     tmpfs = {path: f"rw,size={tmpfs_size},mode=1777" for path in volumes}
     try:
-        return client.containers.run(
+        container = client.containers.create(
             image_name,
             command=list(spec.command),
             name=name,
@@ -90,8 +93,8 @@ def run_container(
             environment=dict(spec.environment),
             labels=labels,
             tmpfs=tmpfs,
-            # A free port chosen by Docker, on the chosen interface only.
-            ports={f"{spec.port}/tcp": cast(Any, (reach.bind, None))},
+            # On the chosen interface only; the chosen port, or a free one (None).
+            ports={f"{spec.port}/tcp": cast(Any, (reach.bind, host_port))},
             shm_size="256m",
         )
     except docker.errors.APIError as exc:
@@ -102,6 +105,33 @@ def run_container(
         raise ServerStartError(
             f"Docker could not start {image_name} as {name}: {one_line(exc)}"
         ) from exc
+    try:
+        start_container(container, host_port)
+    except BaseException:
+        remove_container(container)  # made here, never ran: nobody else knows of it
+        raise
+    return container
+
+
+def start_container(container: Container, host_port: int | None = None) -> None:
+    """Start a created or stopped container, saying so clearly if its port is taken."""
+    try:
+        container.start()
+    except docker.errors.APIError as exc:
+        text = str(exc).lower()
+        if host_port is not None and any(words in text for words in _PORT_TAKEN):
+            raise ServerStartError(
+                f"port {host_port} (the port setting, FRESHDB_PORT) is taken on the "
+                f"Docker host, by another process or container, so {container.name} cannot "
+                f"publish its server there — choose another port, free port {host_port}, "
+                "or unset the setting to let Docker pick a free one"
+            ) from exc
+        raise ServerStartError(f"Docker could not start {container.name}: {one_line(exc)}") from exc
+
+
+#: How Docker says a host port is held by something else (its proxy's bind error, or
+#: its own record of another container's port).
+_PORT_TAKEN = ("port is already allocated", "address already in use")
 
 
 class _NotReady(Exception):
@@ -301,6 +331,7 @@ __all__ = [
     "published_port",
     "remove_container",
     "run_container",
+    "start_container",
     "tail_logs",
     "wait_ready",
 ]

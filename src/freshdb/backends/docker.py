@@ -37,6 +37,7 @@ from freshdb.backends.containers import (
     published_port,
     remove_container,
     run_container,
+    start_container,
     wait_ready,
 )
 from freshdb.backends.docker_discovery import (
@@ -236,6 +237,10 @@ class DockerBackend(ServerBackend):
         shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
         name = naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
         lock_path = self.lock_path(name)
+        if self.settings.port is not None:
+            # An idle container this one supersedes may hold the chosen port: retire it
+            # first (a busy one stays, and the start says the port is taken).
+            retirement.retire_superseded(self, client, image, keep=name)
         try:
             with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
                 # Recorded under the lock: a retirer holding it sees this start.
@@ -246,7 +251,8 @@ class DockerBackend(ServerBackend):
                 f"waited too long for another freshdb process to start {name} "
                 f"(lock {lock_path}) — is one stuck? `freshdb status` shows the server"
             ) from exc
-        retirement.retire_superseded(self, client, image, keep=name)
+        if self.settings.port is None:
+            retirement.retire_superseded(self, client, image, keep=name)
         return found
 
     def _find_or_create_sticky(
@@ -279,7 +285,7 @@ class DockerBackend(ServerBackend):
             reused = True
         else:  # "exited" or "created": its server is not running, so nobody uses it
             log.info("starting stopped container %s (its tmpfs starts empty)", name)
-            container.start()
+            start_container(container, self.settings.port)
         try:
             return container, self._wait_ready(container, spec, reach), reused
         except ServerStartError as exc:
@@ -368,6 +374,7 @@ class DockerBackend(ServerBackend):
             labels=container_labels(self.settings, self.image_name, shape_hash),
             tmpfs_size=self.settings.tmpfs_size,
             reach=reach,
+            host_port=self.settings.port,
         )
 
     def _wait_ready(

@@ -5,10 +5,11 @@ that asks for the same *shape*, and it is never replaced, stopped, restarted or
 removed while anyone uses it:
 
 - The shape is everything fixed when a container is created: engine, image name and
-  the image id it resolves to, server flags (``max_connections``), tmpfs size and
-  the published interface. Its hash is part of the container's name, so a start with
-  another shape gets a container of its own and leaves the others alone. Settings
-  that do not change the container (pool size, schema, ``keep_templates``...) share.
+  the image id it resolves to, server flags (``max_connections``), tmpfs size, the
+  published interface and the host ``port`` if one is chosen. Its hash is part of
+  the container's name, so a start with another shape gets a container of its own
+  and leaves the others alone. Settings that do not change the container (pool
+  size, schema, ``keep_templates``...) share.
 - A start reuses a running container as it is, and restarts one that is stopped
   (nothing can be using a stopped server). A running one that does not answer in
   time is left alone, and the start fails saying what to do.
@@ -47,7 +48,7 @@ def container_shape(
     settings: Settings, image_name: str, image_id: str | None, spec: ContainerSpec, bind: str
 ) -> dict[str, Any]:
     """Everything fixed when a container is created (its hash names a sticky one)."""
-    return {
+    shape: dict[str, Any] = {
         "engine": settings.engine,
         "image": image_name,
         "image_id": image_id,
@@ -56,6 +57,11 @@ def container_shape(
         "bind": bind,
         "format": 3,
     }
+    if settings.port is not None:
+        # Only when chosen: the shapes (and names) of containers on a port Docker
+        # picks stay what they were before the setting existed.
+        shape["port"] = settings.port
+    return shape
 
 
 def check_ours(container: Container, prefix: str) -> None:
