@@ -49,7 +49,7 @@ from freshdb.backends.docker_discovery import (
 )
 from freshdb.backends.images import check_image_port, ensure_image
 from freshdb.backends.retirement import STICKY_UNUSED_AFTER, Retirement
-from freshdb.backends.throwaways import THROWAWAYS, is_leaked_throwaway
+from freshdb.backends.throwaways import THROWAWAYS, remove_leaked_throwaways
 from freshdb.config import Settings
 from freshdb.dialects import versions
 from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
@@ -212,9 +212,6 @@ class DockerBackend(ServerBackend):
         shape_hash = self._shape_hash(image.id if image is not None else None)
         return naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
 
-    def _check_ours(self, container: Container) -> None:
-        sticky.check_ours(container, self.settings.prefix)
-
     def lock_path(self, name: str) -> Path:
         """The file lock a start or retirement of the container ``name`` takes."""
         self.client()  # the engine's URL salts the name
@@ -266,7 +263,7 @@ class DockerBackend(ServerBackend):
     ) -> tuple[Container, ServerAddress, bool]:
         container = find_container(client, name)
         if container is not None:
-            self._check_ours(container)
+            sticky.check_ours(container, self.settings.prefix)
             if container.status in ("dead", "removing"):
                 # No server process runs in it, so no session can be using it.
                 log.info("removing %s: it is %s", name, container.status)
@@ -277,7 +274,7 @@ class DockerBackend(ServerBackend):
             password = secrets.token_urlsafe(18)
             container = self._create(client, name, shape_hash, image, password, reach)
             # If Docker said the name was taken, another host or user made it meanwhile.
-            self._check_ours(container)
+            sticky.check_ours(container, self.settings.prefix)
         elif container.status in ("running", "restarting"):
             reused = True
         elif container.status == "paused":
@@ -389,13 +386,7 @@ class DockerBackend(ServerBackend):
 
     def reap_leaked_throwaways(self) -> list[str]:
         """Remove throwaway containers of this host whose owner process is gone."""
-        removed = []
-        for container in self.list_containers():
-            if is_leaked_throwaway(container):
-                log.info("removing leaked throwaway container %s", container.name)
-                remove_container(container)
-                removed.append(str(container.name))
-        return removed
+        return remove_leaked_throwaways(self.list_containers())
 
     # -- inspection (the CLI) -------------------------------------------------------
     def find_sticky(self) -> Container | None:
@@ -404,7 +395,7 @@ class DockerBackend(ServerBackend):
             container = self.client().containers.get(self.sticky_name())
         except docker.errors.NotFound:
             return None
-        self._check_ours(container)
+        sticky.check_ours(container, self.settings.prefix)
         return container
 
     def address_of(self, container: Container, dialect: Dialect | None = None) -> ServerAddress:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import datetime as dt
+import logging
 import os
 import signal
 import socket
@@ -21,6 +22,8 @@ from docker.models.containers import Container
 
 from freshdb import naming
 from freshdb.backends.containers import remove_container
+
+log = logging.getLogger("freshdb")
 
 
 class ThrowawayRegistry:
@@ -98,6 +101,17 @@ def is_leaked_throwaway(container: Container, max_age: dt.timedelta | None = Non
     return pid != os.getpid() and not _pid_alive(pid)
 
 
+def remove_leaked_throwaways(containers: list[Container]) -> list[str]:
+    """Remove the leaked throwaway containers among ``containers``; their names."""
+    removed = []
+    for container in containers:
+        if is_leaked_throwaway(container):
+            log.info("removing leaked throwaway container %s", container.name)
+            remove_container(container)
+            removed.append(str(container.name))
+    return removed
+
+
 def _pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -108,4 +122,4 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-__all__ = ["THROWAWAYS", "ThrowawayRegistry", "is_leaked_throwaway"]
+__all__ = ["THROWAWAYS", "ThrowawayRegistry", "is_leaked_throwaway", "remove_leaked_throwaways"]
