@@ -20,7 +20,8 @@ import psycopg
 from psycopg import sql
 
 import freshdb
-from freshdb.backends.docker import connect_docker, list_managed_containers, remove_container
+from freshdb.backends.containers import list_managed_containers, remove_container
+from freshdb.backends.docker_discovery import connect_docker
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import ServerAddress
 

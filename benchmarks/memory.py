@@ -16,7 +16,7 @@ from benchmarks.context import PREFIX, BenchContext, wait_until_idle
 from benchmarks.report import Figure
 from benchmarks.stats import Summary
 from freshdb import DatabaseServer
-from freshdb.backends.docker import container_facts
+from freshdb.backends.containers import container_facts
 
 GROUP = "Memory"
 MEMORY_SAMPLES = 3

@@ -35,7 +35,7 @@ from benchmarks.context import (
 from benchmarks.report import Comparison, Figure, Target
 from benchmarks.startup_child import READY
 from benchmarks.stats import Summary
-from freshdb.backends.docker import list_managed_containers, remove_container
+from freshdb.backends.containers import list_managed_containers, remove_container
 
 GROUP = "Start-up: new process -> first usable database"
 COLD = "startup.cold"

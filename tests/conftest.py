@@ -99,7 +99,7 @@ class ServerUnderTest:
 
 
 def _docker_client() -> Any:
-    from freshdb.backends.docker import connect_docker
+    from freshdb.backends.docker_discovery import connect_docker
 
     client, _ = connect_docker()
     return client
@@ -221,7 +221,7 @@ def _remove_this_runs_containers() -> Iterator[None]:
         client = _docker_client()
     except Exception:
         return
-    from freshdb.backends.docker import remove_container
+    from freshdb.backends.containers import remove_container
     from freshdb.naming import LABEL_MANAGED, LABEL_PREFIX_NAME
 
     # Other test runs remove their containers meanwhile: a listed one may be gone.

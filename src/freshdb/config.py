@@ -64,6 +64,8 @@ class Settings:
     tmpfs_size: str = "2g"
     prefix: str = "freshdb"
     host: str | None = None
+    #: The host port a Docker server is published on (``None``: a free one Docker picks).
+    port: int | None = None
     max_connections: int = 300
     startup_timeout: float = 60.0
     acquire_timeout: float = 60.0
@@ -120,7 +122,7 @@ def _coerce(name: str, value: Any, source: str) -> Any:
     field = _FIELDS[name]
     kind = field.type if isinstance(field.type, str) else str(field.type)
     try:
-        if kind == "int":
+        if kind in ("int", "int | None"):
             return int(value)
         if kind == "float":
             return float(value)
@@ -237,6 +239,11 @@ def _validate(settings: Settings) -> Settings:
     if not TMPFS_SIZE_PATTERN.match(settings.tmpfs_size):
         raise ConfigurationError(
             f"tmpfs_size {settings.tmpfs_size!r} is not a size: use e.g. '512m' or '2g'"
+        )
+    if settings.port is not None and not 1 <= settings.port <= 65535:
+        raise ConfigurationError(
+            f"port must be a TCP port between 1 and 65535, got {settings.port} — or leave it "
+            "unset to let Docker pick a free one"
         )
     if settings.max_connections < 20:
         raise ConfigurationError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -20,6 +21,8 @@ import sqlalchemy as sa
 import freshdb
 from freshdb import naming
 from freshdb.backends.docker import DockerBackend
+from freshdb.backends.docker_discovery import LOOPBACK
+from freshdb.dialects import dialect_for
 from freshdb.errors import ContainerConflictError, DockerUnavailableError, ServerStartError
 
 from ..conftest import run_python
@@ -352,3 +355,64 @@ def test_passwords_are_random_per_sticky_server_and_never_logged(
                 password="postgres",
                 connect_timeout=5,
             )
+
+
+def _free_port() -> int:
+    """A port nothing listens on right now (the kernel's pick, released at once)."""
+    with socket.socket() as probe:
+        probe.bind((LOOPBACK, 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.server
+def test_a_sticky_server_is_published_on_the_chosen_port(
+    docker_client: Any, fresh_prefix: str, postgres_image: str
+) -> None:
+    port = _free_port()
+    common = {"image": postgres_image, "mode": "sticky", "prefix": fresh_prefix, "pool_size": 1}
+    with freshdb.DatabaseServer("postgres", port=port, **common) as server:
+        assert server.address.port == port
+        with server.database() as db, db.engine().connect() as conn:
+            assert db.url.port == port
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        on_port = server.running.container_id  # type: ignore[union-attr]
+        # Another shape cannot have the port: the start says so, and the server on it
+        # (another project's, perhaps) is left as it was.
+        with pytest.raises(ServerStartError, match=f"port {port} .*taken"):
+            freshdb.DatabaseServer("postgres", port=port, max_connections=120, **common).start()
+        assert [c.id for c in containers_with_prefix(docker_client, fresh_prefix)] == [on_port]
+        with server.database() as db, db.engine().connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    # The port is part of the shape: without it, Docker picks one for another container.
+    with freshdb.DatabaseServer("postgres", **common) as server:
+        assert server.running.container_id != on_port  # type: ignore[union-attr]
+        assert server.address.port != port
+    with freshdb.DatabaseServer("postgres", port=port, **common) as server:
+        assert server.running.container_id == on_port  # type: ignore[union-attr]
+        assert server.running.reused is True  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("mode", ["sticky", "throwaway"])
+def test_a_port_held_by_another_process_is_a_clear_error_and_leaves_nothing(
+    docker_client: Any, fresh_prefix: str, postgres_image: str, mode: str
+) -> None:
+    backend = DockerBackend(
+        freshdb.Settings(image=postgres_image, prefix=fresh_prefix), dialect_for("postgres")
+    )
+    if backend.reachability().bind != LOOPBACK:
+        pytest.skip("the Docker engine publishes ports on another host: a socket here holds none")
+    with socket.socket() as holder:
+        holder.bind((LOOPBACK, 0))
+        holder.listen()
+        port = int(holder.getsockname()[1])
+        with pytest.raises(ServerStartError) as raised:
+            freshdb.DatabaseServer(
+                "postgres", image=postgres_image, mode=mode, prefix=fresh_prefix, port=port
+            ).start()
+        message = str(raised.value)
+        assert f"port {port}" in message
+        assert "choose another port" in message
+        assert containers_with_prefix(docker_client, fresh_prefix) == []
+        # The holder is undisturbed: it still accepts connections.
+        with socket.create_connection((LOOPBACK, port), timeout=5):
+            pass

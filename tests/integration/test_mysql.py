@@ -20,7 +20,8 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 import freshdb
 from freshdb import naming
-from freshdb.backends.docker import DockerBackend, state_directory
+from freshdb.backends.docker import DockerBackend
+from freshdb.backends.sticky import state_directory
 from freshdb.dialects.mysql import MySQLDialect
 
 from ..conftest import RUN_PREFIX

@@ -19,7 +19,7 @@ import pytest
 import sqlalchemy as sa
 
 from freshdb import naming
-from freshdb.backends.docker import list_managed_containers
+from freshdb.backends.containers import list_managed_containers
 
 from ..conftest import ENGINES, IMAGE_VARIABLES, ServerUnderTest, image_for
 from .conftest import AdminView, builds, mysql_dialect_missing, records
@@ -159,7 +159,8 @@ def test_xdist_throwaway_server_is_started_once_and_removed_at_the_end(
             """
             import pytest
 
-            from freshdb.backends.docker import connect_docker, list_managed_containers
+            from freshdb.backends.containers import list_managed_containers
+            from freshdb.backends.docker_discovery import connect_docker
 
 
             @pytest.mark.parametrize("n", range(8))

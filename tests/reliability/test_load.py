@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from freshdb.backends.docker import container_facts
+from freshdb.backends.containers import container_facts
 from freshdb.migrators import CallableMigrator
 
 from .conftest import Admin, Engine, Program, new_prefix

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from freshdb import naming
-from freshdb.backends.docker import container_facts
+from freshdb.backends.containers import container_facts
 
 from .conftest import NEVER_HANGS, Admin, Engine, new_prefix
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from freshdb import naming
-from freshdb.backends.docker import _may_be_superseded
+from freshdb.backends.retirement import may_be_superseded
 from freshdb.dialects.base import ServerUse
 
 
@@ -48,11 +48,11 @@ def listed(name: str, shape_hash: str, image: str | None, image_id: str) -> List
 def test_what_a_start_may_find_superseded() -> None:
     current = "sha256:new"
     same = listed("p-postgres-0123456789", "0123456789", "postgres:17", current)
-    assert not _may_be_superseded(same, "postgres:17", current)  # another shape, same image
+    assert not may_be_superseded(same, "postgres:17", current)  # another shape, same image
     older_image = listed("p-postgres-0123456789", "0123456789", "postgres:17", "sha256:old")
-    assert _may_be_superseded(older_image, "postgres:17", current)
+    assert may_be_superseded(older_image, "postgres:17", current)
     other_image = listed("p-postgres-0123456789", "0123456789", "postgres:15", "sha256:old")
-    assert not _may_be_superseded(other_image, "postgres:17", current)  # not this start's
+    assert not may_be_superseded(other_image, "postgres:17", current)  # not this start's
     # Named before the shape was in the name (no image label then either).
     old_naming = listed("p-postgres-aaaaaaaaaa", "0123456789", None, current)
-    assert _may_be_superseded(old_naming, "postgres:17", current)
+    assert may_be_superseded(old_naming, "postgres:17", current)

@@ -1,20 +1,29 @@
-"""Where the Docker engine is, and how a database it runs is reached.
+"""Where the Docker engine is, how to connect to it, and how a database it runs is reached.
 
-Pure logic over the environment and the file system, so it is unit-tested without
-an engine: ``DOCKER_HOST``, then the active docker context, then the usual sockets
-of Docker Engine, Docker Desktop, colima, OrbStack, rootless Docker and podman.
+Logic over the environment and the file system, so it is unit-tested without an
+engine: ``DOCKER_HOST`` (with ``DOCKER_TLS_VERIFY`` and ``DOCKER_CERT_PATH``), then
+the docker context (``DOCKER_CONTEXT``, else the Docker CLI's current one; read by
+the Docker SDK, TLS material included), then the usual sockets of Docker Engine,
+Docker Desktop, colima, OrbStack, rootless Docker and podman.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 import os
 import socket
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from urllib.parse import urlsplit
+
+import docker.errors
+import requests.exceptions
+from docker.context import Context
+from docker.context.config import get_current_context_name
+from docker.tls import TLSConfig
+
+import docker
+from freshdb.errors import DockerUnavailableError, one_line
 
 LOOPBACK = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
@@ -27,6 +36,8 @@ class DockerLocation:
     url: str | None
     source: str
     tried: tuple[str, ...]
+    #: The TLS settings of the docker context it came from, if that has TLS material.
+    tls: TLSConfig | None = None
 
 
 def candidate_sockets(environ: Mapping[str, str], home: Path) -> list[tuple[str, Path]]:
@@ -46,26 +57,34 @@ def candidate_sockets(environ: Mapping[str, str], home: Path) -> list[tuple[str,
     ]
 
 
-def context_host(environ: Mapping[str, str], home: Path) -> tuple[str, str] | None:
-    """The engine URL of the active docker context, as (context name, url), if any."""
-    config_dir = Path(environ.get("DOCKER_CONFIG") or home / ".docker")
-    name = environ.get("DOCKER_CONTEXT")
-    if not name:
-        try:
-            config = json.loads((config_dir / "config.json").read_text())
-        except (OSError, ValueError):
-            return None
-        name = config.get("currentContext") if isinstance(config, dict) else None
+def docker_context(environ: Mapping[str, str]) -> Context | None:
+    """The active docker context, unless it is ``default`` (then: the local sockets).
+
+    ``DOCKER_CONTEXT`` names it, else the Docker CLI's ``currentContext`` (in
+    ``config.json`` under ``DOCKER_CONFIG`` or ``~/.docker``). The Docker SDK reads
+    it, with its TLS material; a context named but not there is an error, as it is
+    for the docker CLI.
+    """
+    chosen = environ.get("DOCKER_CONTEXT")
+    where = "DOCKER_CONTEXT" if chosen else "the docker CLI's current context"
+    name = chosen or get_current_context_name()
     if not name or name == "default":
         return None
-    digest = hashlib.sha256(name.encode()).hexdigest()
-    meta_path = config_dir / "contexts" / "meta" / digest / "meta.json"
     try:
-        meta = json.loads(meta_path.read_text())
-        host = meta["Endpoints"]["docker"]["Host"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return (name, str(host)) if host else None
+        context = Context.load_context(name)
+    except Exception as exc:  # the SDK raises a bare Exception for a corrupt meta file
+        raise DockerUnavailableError(
+            f"cannot read docker context {name!r} ({where}): {one_line(exc)} — fix or "
+            "recreate it (`docker context inspect`), choose another with `docker context "
+            "use`, or set DOCKER_HOST"
+        ) from exc
+    if context is None:
+        raise DockerUnavailableError(
+            f"docker context {name!r} ({where}) does not exist — `docker context ls` lists "
+            "the contexts there are; choose one with `docker context use NAME` or "
+            "DOCKER_CONTEXT, or set DOCKER_HOST"
+        )
+    return context
 
 
 def locate_docker(
@@ -81,15 +100,68 @@ def locate_docker(
     if env.get("DOCKER_HOST"):
         return DockerLocation(env["DOCKER_HOST"], "DOCKER_HOST", ("DOCKER_HOST",))
     tried.append("DOCKER_HOST (unset)")
-    context = context_host(env, home)
+    context = docker_context(env)
+    if context is not None and context.Host:
+        return DockerLocation(
+            context.Host,
+            f"docker context {context.Name!r}",
+            (*tried, f"docker context {context.Name!r}"),
+            tls=context.TLSConfig,
+        )
     if context is not None:
-        return DockerLocation(context[1], f"docker context {context[0]!r}", (*tried, "context"))
-    tried.append("docker context (default)")
+        tried.append(f"docker context {context.Name!r} (no docker endpoint)")
+    else:
+        tried.append("docker context (default)")
     for what, path in candidate_sockets(env, home):
         tried.append(f"{path} ({what})")
         if exists(path):
             return DockerLocation(f"unix://{path}", what, tuple(tried))
     return DockerLocation(None, "nowhere", tuple(tried))
+
+
+#: What the Docker SDK raises when the engine does not answer at all (it does not wrap
+#: these in ``DockerException``).
+ENGINE_UNREACHABLE = (requests.exceptions.ConnectionError, requests.exceptions.Timeout)
+
+
+def docker_client(location: DockerLocation, api_version: str | None = None) -> docker.DockerClient:
+    """A client for the engine at ``location``.
+
+    Without ``api_version`` the client asks the engine which version it speaks; with
+    one, nothing is sent until the client is used.
+    """
+    if location.url is None:
+        raise DockerUnavailableError(
+            "no Docker engine found (looked at: "
+            + "; ".join(location.tried)
+            + ") — start Docker (Docker Desktop, colima, OrbStack, podman or Docker Engine), "
+            "set DOCKER_HOST, or set FRESHDB_URL to use an existing database server"
+        )
+    if location.source == "DOCKER_HOST":
+        # The SDK reads DOCKER_TLS_VERIFY and DOCKER_CERT_PATH along with it.
+        return docker.from_env(version=api_version, timeout=60)
+    return docker.DockerClient(
+        base_url=location.url,
+        version=api_version,
+        timeout=60,
+        tls=location.tls or False,
+        use_ssh_client=location.url.startswith("ssh://"),
+    )
+
+
+def connect_docker() -> tuple[docker.DockerClient, str]:
+    """A client for the Docker engine found by :func:`locate_docker`, and its URL."""
+    location = locate_docker()
+    try:
+        client = docker_client(location)
+        client.ping()
+    except docker.errors.DockerException as exc:
+        raise DockerUnavailableError(
+            f"Docker engine not reachable at {location.url} (found via {location.source}: "
+            f"{one_line(exc)}) — start Docker, or set FRESHDB_URL to use an existing "
+            "server"
+        ) from exc
+    return client, str(location.url)
 
 
 def _is_socket(path: Path) -> bool:

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import time
 
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
 from freshdb.backends.base import RunningServer, ServerBackend
 from freshdb.config import Settings
 from freshdb.dialects.base import Dialect
@@ -25,16 +27,13 @@ class ExternalBackend(ServerBackend):
 
     def start(self) -> RunningServer:
         started = time.perf_counter()
-        deadline = started + self.settings.startup_timeout
         # A CI service container may still be starting: retry until the deadline.
-        while True:
-            try:
-                self.dialect.ping(self.address, timeout=5.0)
-                break
-            except ServerUnavailableError:
-                if time.perf_counter() > deadline:
-                    raise
-                time.sleep(0.25)
+        Retrying(
+            stop=stop_after_delay(self.settings.startup_timeout),
+            wait=wait_fixed(0.25),
+            retry=retry_if_exception_type(ServerUnavailableError),
+            reraise=True,
+        )(self.dialect.ping, self.address, timeout=5.0)
         self.dialect.check_supported(
             self.address,
             self.settings.engine,

@@ -17,13 +17,10 @@ from typing import Any
 
 from docker.models.containers import Container
 
-from freshdb.backends.docker import (
-    STICKY_UNUSED_AFTER,
-    DockerBackend,
-    container_facts,
-    is_leaked_throwaway,
-    list_managed_containers,
-)
+from freshdb.backends.containers import container_facts, list_managed_containers
+from freshdb.backends.docker import DockerBackend
+from freshdb.backends.retirement import STICKY_UNUSED_AFTER
+from freshdb.backends.throwaways import is_leaked_throwaway
 from freshdb.cleanup.retention import DEFAULT_RETENTION_SECONDS, plan_pruning, read_templates
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for

@@ -15,15 +15,15 @@ import logging
 from docker.models.containers import Container
 
 from freshdb import naming
-from freshdb.backends.docker import (
+from freshdb.backends.containers import remove_container
+from freshdb.backends.docker import DockerBackend
+from freshdb.backends.retirement import (
     DOWN_WAIT_SECONDS,
     STICKY_START_GRACE,
     STICKY_UNUSED_AFTER,
-    DockerBackend,
     Retirement,
-    is_leaked_throwaway,
-    remove_container,
 )
+from freshdb.backends.throwaways import is_leaked_throwaway
 from freshdb.cleanup import inventory
 from freshdb.cleanup.leftovers import drop_old_kept_copies, reap_dead_owners
 from freshdb.cleanup.retention import prune_templates

@@ -11,7 +11,7 @@ import datetime as dt
 import json
 import sys
 
-from freshdb.backends.docker import DOWN_WAIT_SECONDS
+from freshdb.backends.retirement import DOWN_WAIT_SECONDS
 from freshdb.cleanup.inventory import gather
 from freshdb.cleanup.removal import prune, remove_sticky_servers
 from freshdb.cli.options import AddCommand, non_negative, settings_from

@@ -40,7 +40,7 @@ def command_url(args: argparse.Namespace) -> int:
 
 def command_shell(args: argparse.Namespace) -> int:
     """An interactive SQL client inside the server's container."""
-    from freshdb.backends.docker import exec_interactive
+    from freshdb.backends.terminal import exec_interactive
 
     settings = settings_from(args)
     if settings.mode == "external":

@@ -1,0 +1,127 @@
+"""Sticky containers: their shape, and the per-user records that guard and date them.
+
+A sticky container is shared by every session, project and process on the machine
+that asks for the same *shape*, and it is never replaced, stopped, restarted or
+removed while anyone uses it:
+
+- The shape is everything fixed when a container is created: engine, image name and
+  the image id it resolves to, server flags (``max_connections``), tmpfs size, the
+  published interface and the host ``port`` if one is chosen. Its hash is part of
+  the container's name, so a start with another shape gets a container of its own
+  and leaves the others alone. Settings that do not change the container (pool
+  size, schema, ``keep_templates``...) share.
+- A start reuses a running container as it is, and restarts one that is stopped
+  (nothing can be using a stopped server). A running one that does not answer in
+  time is left alone, and the start fails saying what to do.
+- Starts (and retirements) of one container take one file lock per user and
+  engine, and each start touches a record whose age says when it was last wanted
+  (see :mod:`freshdb.backends.retirement`).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from docker.models.containers import Container
+
+from freshdb import naming
+from freshdb.backends.containers import parse_timestamp
+from freshdb.config import Settings
+from freshdb.dialects.base import ContainerSpec
+from freshdb.errors import ContainerConflictError
+
+log = logging.getLogger("freshdb")
+
+
+def state_directory() -> Path:
+    """Per-user state (locks) shared by every freshdb process of this user."""
+    path = Path(platformdirs.user_state_dir("freshdb", appauthor=False))
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def container_shape(
+    settings: Settings, image_name: str, image_id: str | None, spec: ContainerSpec, bind: str
+) -> dict[str, Any]:
+    """Everything fixed when a container is created (its hash names a sticky one)."""
+    shape: dict[str, Any] = {
+        "engine": settings.engine,
+        "image": image_name,
+        "image_id": image_id,
+        "command": list(spec.command),
+        "tmpfs_size": settings.tmpfs_size,
+        "bind": bind,
+        "format": 3,
+    }
+    if settings.port is not None:
+        # Only when chosen: the shapes (and names) of containers on a port Docker
+        # picks stay what they were before the setting existed.
+        shape["port"] = settings.port
+    return shape
+
+
+def check_ours(container: Container, prefix: str) -> None:
+    """Refuse a container that freshdb did not make with this prefix."""
+    labels = container.labels or {}
+    if labels.get(naming.LABEL_MANAGED) != "true" or labels.get(naming.LABEL_PREFIX_NAME) != prefix:
+        raise ContainerConflictError(
+            f"a container named {container.name!r} exists but was not created by freshdb "
+            "(its labels say so); freshdb leaves it alone — rename or remove it yourself, "
+            "or set FRESHDB_PREFIX to use other names"
+        )
+
+
+def lock_path(name: str, docker_url: str) -> Path:
+    """The file lock a start or retirement of the container ``name`` takes."""
+    # The engine's URL salts the name: the same name on two engines is two containers.
+    path = state_directory() / "locks" / naming.lock_name(name, docker_url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def usage_record(name: str, docker_url: str) -> Path:
+    """The file whose modification time says when a start last asked for ``name``."""
+    return state_directory() / "used" / naming.usage_record_name(name, docker_url)
+
+
+def record_start(name: str, docker_url: str) -> None:
+    """Note that a start asked for ``name`` now (best effort)."""
+    path = usage_record(name, docker_url)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch()
+    except OSError as exc:  # only retirement reads it; a start must not fail on it
+        log.debug("cannot record the start of %s in %s: %s", name, path, exc)
+
+
+def last_started(container: Container, docker_url: str) -> dt.datetime | None:
+    """When a start on this machine last asked for this container (else when it
+    was started or created, as Docker and its labels say)."""
+    try:
+        return dt.datetime.fromtimestamp(
+            usage_record(str(container.name), docker_url).stat().st_mtime, dt.UTC
+        )
+    except OSError:
+        pass
+    state = (container.attrs or {}).get("State") or {}
+    started = (
+        parse_timestamp(str(state.get("StartedAt") or "")) if isinstance(state, dict) else None
+    )
+    if started is not None and started.year > 1:
+        return started
+    return parse_timestamp((container.labels or {}).get(naming.LABEL_CREATED, ""))
+
+
+__all__ = [
+    "check_ours",
+    "container_shape",
+    "last_started",
+    "lock_path",
+    "record_start",
+    "state_directory",
+    "usage_record",
+]
