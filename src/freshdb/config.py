@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from freshdb.errors import ConfigurationError
 
 EngineName = Literal["postgres", "mysql", "mariadb"]
@@ -256,6 +253,11 @@ def _validate(settings: Settings) -> Settings:
 
 def check_url(url: str) -> None:
     """Raise ``ConfigurationError`` unless ``url`` is a usable server URL."""
+    # Imported here: settings are resolved when pytest loads the plugin, which must
+    # not cost a SQLAlchemy import in a run that uses no database.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:
@@ -275,6 +277,8 @@ def check_url(url: str) -> None:
 
 def engine_of_url(url: str) -> EngineName:
     """The engine a server URL speaks to."""
+    from sqlalchemy.engine import make_url
+
     backend = make_url(url).get_backend_name()
     return "postgres" if backend in {"postgresql", "postgres"} else cast(EngineName, backend)
 

@@ -14,12 +14,13 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
-
-import pytest
+from typing import TYPE_CHECKING, Any, Literal
 
 from freshdb.config import ENGINE_ALIASES, Settings, find_pyproject, resolve_settings
 from freshdb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    import pytest
 
 #: The settings the plugin offers as ``--freshdb-NAME`` and ``freshdb_NAME``.
 PLUGIN_SETTINGS: dict[str, str] = {
@@ -106,11 +107,6 @@ def keep_failed(config: pytest.Config) -> bool:
     return bool(flag) if flag is not None else bool(config.getini(ini_name(KEEP_FAILED)))
 
 
-def pyproject_of(rootdir: Path) -> Path | None:
-    """The ``pyproject.toml`` that configures a run: the nearest one at or above rootdir."""
-    return find_pyproject(rootdir)
-
-
 @dataclasses.dataclass(frozen=True)
 class ServerRequest:
     """Everything that decides which server (and template) a test gets."""
@@ -175,7 +171,7 @@ def server_spec(
     environ: Mapping[str, str] | None = None,
 ) -> ServerRequest:
     """Resolve the settings of the run's server, or of one picked by ``overrides``."""
-    pyproject: Path | Literal[False] = pyproject_of(rootdir) or False
+    pyproject: Path | Literal[False] = find_pyproject(rootdir) or False
     overrides = dict(overrides)
     schema_override = overrides.pop("schema", None)
     base_settings = resolve_settings(base, environ=environ, pyproject=pyproject)
