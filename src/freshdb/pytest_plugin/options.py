@@ -14,13 +14,12 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
+
+import pytest
 
 from freshdb.config import ENGINE_ALIASES, Settings, find_pyproject, resolve_settings
 from freshdb.errors import ConfigurationError
-
-if TYPE_CHECKING:
-    import pytest
 
 #: The settings the plugin offers as ``--freshdb-NAME`` and ``freshdb_NAME``.
 PLUGIN_SETTINGS: dict[str, str] = {
@@ -62,7 +61,12 @@ def register_options(parser: pytest.Parser) -> None:
             type=int if name == "pool_size" else str,
             help=f"{help_text} [ini: {ini_name(name)}; env: FRESHDB_{name.upper()}]",
         )
-        parser.addini(ini_name(name), f"freshdb: {help_text}", default="")
+        if name == "pool_size" and pytest.version_tuple >= (8, 4):
+            # Typed, so that TOML configuration ([tool.pytest], pytest.toml) takes
+            # `freshdb_pool_size = 4` as written; INI files and -o give "4", also fine.
+            parser.addini(ini_name(name), f"freshdb: {help_text}", type="int", default=None)
+        else:
+            parser.addini(ini_name(name), f"freshdb: {help_text}", default="")
     group.addoption(
         cli_flag(KEEP_FAILED),
         dest=ini_name(KEEP_FAILED),
