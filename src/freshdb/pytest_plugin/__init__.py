@@ -36,17 +36,30 @@ import pytest
 
 from freshdb.errors import FreshDBError
 from freshdb.pytest_plugin import fixtures, reporting
-from freshdb.pytest_plugin.fixtures import HANDED_OUT, REGISTRY, hand_out, registry
-from freshdb.pytest_plugin.options import explicit_arguments_of, keep_failed, register_options
-from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry, ThrowawayBroker
+from freshdb.pytest_plugin.fixtures import (
+    HANDED_OUT,
+    REGISTRY,
+    SETUP,
+    RegistrySetup,
+    hand_out,
+    registry,
+    registry_of,
+)
+from freshdb.pytest_plugin.options import (
+    explicit_arguments_of,
+    keep_failed,
+    register_options,
+    server_spec,
+)
 
 if TYPE_CHECKING:
     from freshdb.database import Database
+    from freshdb.pytest_plugin.servers import ThrowawayBroker
     from freshdb.server import DatabaseServer
 
 __all__ = ["FixtureOverrideWarning", "database_fixture", "server_fixture"]
 
-_BROKER = pytest.StashKey[ThrowawayBroker]()
+_BROKER: pytest.StashKey[ThrowawayBroker] = pytest.StashKey()
 _WORKER_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 _SERVER_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 _KEEP_FAILED = pytest.StashKey[bool]()
@@ -82,11 +95,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     broker_directory = (workerinput or {}).get(_BROKER_INPUT)
-    config.stash[REGISTRY] = ServerRegistry(
+    config.stash[SETUP] = RegistrySetup(
         explicit_arguments_of(config),
         config.rootpath,
         worker=str((workerinput or {}).get("workerid", "main")),
-        broker=BrokerClient(Path(broker_directory)) if broker_directory else None,
+        broker_directory=Path(broker_directory) if broker_directory else None,
     )
     config.stash[_KEEP_FAILED] = keep_failed(config)
     config.stash[_WORKER_REPORTS] = []
@@ -179,6 +192,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: tell each worker where to ask for a shared throwaway server."""
     config: pytest.Config = node.config
+    from freshdb.pytest_plugin.servers import ThrowawayBroker
+
     broker = config.stash.get(_BROKER, None)
     if broker is None:
         broker = config.stash[_BROKER] = ThrowawayBroker()
@@ -195,7 +210,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The configured server (it is not started yet, and may never be)."""
     try:
-        settings = config.stash[REGISTRY].spec().settings
+        setup = config.stash[SETUP]
+        settings = server_spec(setup.arguments, {}, setup.rootdir).settings
     except FreshDBError as exc:
         return [f"freshdb: configuration error (tests using freshdb fixtures will fail): {exc}"]
     return [reporting.header_line(settings)]
@@ -221,7 +237,7 @@ def _keep_if_failed(item: pytest.Item, report: pytest.TestReport) -> None:
             continue
         database.keep()  # the pool renames it when the fixture releases it
         kept = reporting.kept_database(
-            database, server.settings, item.config.stash[REGISTRY].cli_defaults()
+            database, server.settings, registry_of(item.config).cli_defaults()
         )
         report.sections.append((reporting.KEPT_SECTION, kept.section()))
         report.user_properties.append((reporting.KEPT_PROPERTY, f"{kept.name} {kept.url}"))

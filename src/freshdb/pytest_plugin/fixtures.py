@@ -11,7 +11,9 @@ when pytest loads the plugin.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import dataclasses
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -27,14 +29,45 @@ if TYPE_CHECKING:
     from freshdb.pytest_plugin.servers import ServerRegistry
     from freshdb.server import DatabaseServer
 
-REGISTRY = pytest.StashKey["ServerRegistry"]()
+
+@dataclasses.dataclass(frozen=True)
+class RegistrySetup:
+    """What the session's server registry is made from, known when pytest configures."""
+
+    #: The run's ``--freshdb-*`` and ``freshdb_*`` values (see ``explicit_arguments``).
+    arguments: Mapping[str, Any]
+    rootdir: Path
+    worker: str
+    #: Under pytest-xdist: where to ask the controller for a shared throwaway server.
+    broker_directory: Path | None
+
+
+SETUP: pytest.StashKey[RegistrySetup] = pytest.StashKey()
+REGISTRY: pytest.StashKey[ServerRegistry] = pytest.StashKey()
 #: The databases a test was handed, so a failure can keep them.
-HANDED_OUT = pytest.StashKey[list[tuple["Database", "DatabaseServer"]]]()
+HANDED_OUT: pytest.StashKey[list[tuple[Database, DatabaseServer]]] = pytest.StashKey()
+
+
+def registry_of(config: pytest.Config) -> ServerRegistry:
+    """The session's :class:`~freshdb.pytest_plugin.servers.ServerRegistry`.
+
+    Made when a fixture first needs a server: a run that uses none never imports
+    the server machinery.
+    """
+    servers = config.stash.get(REGISTRY, None)
+    if servers is None:
+        from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry
+
+        setup = config.stash[SETUP]
+        broker = BrokerClient(setup.broker_directory) if setup.broker_directory else None
+        servers = ServerRegistry(setup.arguments, setup.rootdir, setup.worker, broker)
+        config.stash[REGISTRY] = servers
+    return servers
 
 
 def registry(request: pytest.FixtureRequest) -> ServerRegistry:
-    """The session's :class:`~freshdb.pytest_plugin.servers.ServerRegistry`."""
-    return request.config.stash[REGISTRY]
+    """The session's server registry, for a fixture."""
+    return registry_of(request.config)
 
 
 def server_for_test(request: pytest.FixtureRequest) -> DatabaseServer:

@@ -14,12 +14,14 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from freshdb.config import ENGINE_ALIASES, Settings, find_pyproject, resolve_settings
 from freshdb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from freshdb.config import Settings
 
 #: The settings the plugin offers as ``--freshdb-NAME`` and ``freshdb_NAME``.
 PLUGIN_SETTINGS: dict[str, str] = {
@@ -139,6 +141,8 @@ def merge_overrides(
     run's image and URL (and an external mode) are left out, since those belong to
     the run's engine.
     """
+    from freshdb.config import ENGINE_ALIASES
+
     merged = dict(base)
     engine = overrides.get("engine")
     if engine is not None and ENGINE_ALIASES.get(str(engine).lower()) != base_engine:
@@ -175,6 +179,9 @@ def server_spec(
     environ: Mapping[str, str] | None = None,
 ) -> ServerRequest:
     """Resolve the settings of the run's server, or of one picked by ``overrides``."""
+    # Imported here: registering the options (every pytest run) needs none of it.
+    from freshdb.config import find_pyproject, resolve_settings
+
     pyproject: Path | Literal[False] = find_pyproject(rootdir) or False
     overrides = dict(overrides)
     schema_override = overrides.pop("schema", None)
