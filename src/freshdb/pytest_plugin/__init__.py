@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from freshdb.errors import FreshDBError
-from freshdb.pytest_plugin import fixtures, reporting
+from freshdb.pytest_plugin import fixtures
 from freshdb.pytest_plugin.fixtures import (
     HANDED_OUT,
     REGISTRY,
@@ -209,6 +209,8 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The configured server (it is not started yet, and may never be)."""
+    from freshdb.pytest_plugin import reporting
+
     try:
         setup = config.stash[SETUP]
         settings = server_spec(setup.arguments, {}, setup.rootdir).settings
@@ -232,6 +234,8 @@ def _keep_if_failed(item: pytest.Item, report: pytest.TestReport) -> None:
         return
     if not item.config.stash.get(_KEEP_FAILED, False):
         return
+    from freshdb.pytest_plugin import reporting
+
     for database, server in item.stash.get(HANDED_OUT, []):
         if database.kept:
             continue
@@ -261,7 +265,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """The servers used (once, across workers), templates, kept databases; -v: pools."""
     reports = [*config.stash.get(_SERVER_REPORTS, []), *config.stash.get(_WORKER_REPORTS, [])]
     stats = terminalreporter.stats
-    kept = reporting.kept_from_reports([*stats.get("failed", []), *stats.get("error", [])])
+    failures = [*stats.get("failed", []), *stats.get("error", [])]
+    if not reports and not failures:
+        return
+    from freshdb.pytest_plugin import reporting
+
+    kept = reporting.kept_from_reports(failures)
     if not reports and not kept:
         return
     terminalreporter.ensure_newline()
