@@ -86,13 +86,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker and prepare (but start nothing of) the session's servers."""
+    from freshdb.django import pytest_integration as django_integration
+
     config.addinivalue_line(
         "markers",
         "freshdb(engine=None, **settings): give this test's freshdb fixtures a server with "
         "these settings (engine, image, mode, url, schema, pool_size, ...)",
     )
-    from freshdb.django import pytest_integration as django_integration
-
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     broker_directory = (workerinput or {}).get(_BROKER_INPUT)
     config.stash[SETUP] = RegistrySetup(
@@ -119,7 +119,7 @@ def _register_fixtures(config: pytest.Config) -> None:
     """
     if config.pluginmanager.has_plugin(_FIXTURES_PLUGIN):
         return
-    overridden = _plugin_fixtures(config, set(fixtures.FIXTURES))
+    overridden = _defined_by(config, set(fixtures.FIXTURES), conftests=False)
     config.stash[_OVERRIDDEN] = overridden
     holder = types.ModuleType(fixtures.__name__, fixtures.__doc__)
     for name, definition in fixtures.FIXTURES.items():
@@ -142,25 +142,17 @@ def _fixture_names(plugin: object) -> Iterator[str]:
             yield marker.name or attribute
 
 
-def _plugin_fixtures(config: pytest.Config, names: set[str]) -> dict[str, list[str]]:
-    """Which non-conftest plugins define fixtures among ``names``."""
+def _defined_by(config: pytest.Config, names: set[str], *, conftests: bool) -> dict[str, list[str]]:
+    """Which plugins define fixtures among ``names``: conftest files, or the others
+    (freshdb itself left out)."""
     found: dict[str, list[str]] = {}
     for plugin_name, plugin in config.pluginmanager.list_name_plugin():
-        if plugin is None or plugin_name is None or plugin_name.endswith("conftest.py"):
+        if plugin is None or plugin_name is None:
+            continue
+        # pytest's own test: a conftest is registered under its path.
+        if plugin_name.endswith("conftest.py") != conftests:
             continue
         if getattr(plugin, "__name__", None) == __name__:
-            continue
-        for name in _fixture_names(plugin):
-            if name in names:
-                found.setdefault(name, []).append(plugin_name)
-    return found
-
-
-def _conftest_fixtures(config: pytest.Config, names: set[str]) -> dict[str, list[str]]:
-    """Which loaded conftest files define fixtures among ``names``."""
-    found: dict[str, list[str]] = {}
-    for plugin_name, plugin in config.pluginmanager.list_name_plugin():
-        if plugin is None or plugin_name is None or not plugin_name.endswith("conftest.py"):
             continue
         for name in _fixture_names(plugin):
             if name in names:
@@ -173,7 +165,7 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     overridden = session.config.stash.get(_OVERRIDDEN, {})
     if not overridden:
         return
-    for name, conftests in _conftest_fixtures(session.config, set(overridden)).items():
+    for name, conftests in _defined_by(session.config, set(overridden), conftests=True).items():
         plugins = ", ".join(repr(p) for p in overridden[name])
         for conftest in conftests:
             where = Path(conftest).parent
