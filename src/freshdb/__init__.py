@@ -6,9 +6,12 @@
 ...     db.engine()
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from freshdb._version import __version__
-from freshdb.config import Settings, resolve_settings
-from freshdb.database import Database
 from freshdb.errors import (
     ConfigurationError,
     ContainerConflictError,
@@ -22,7 +25,11 @@ from freshdb.errors import (
     ServerUnavailableError,
     UnsupportedServerError,
 )
-from freshdb.server import DatabaseServer
+
+if TYPE_CHECKING:
+    from freshdb.config import Settings, resolve_settings
+    from freshdb.database import Database
+    from freshdb.server import DatabaseServer
 
 __all__ = [
     "ConfigurationError",
@@ -42,3 +49,25 @@ __all__ = [
     "__version__",
     "resolve_settings",
 ]
+
+# Imported on first use, so that importing a light part of freshdb (the pytest plugin
+# loads freshdb.errors) does not import SQLAlchemy and the server machinery.
+_LAZY = {
+    "Database": "freshdb.database",
+    "DatabaseServer": "freshdb.server",
+    "Settings": "freshdb.config",
+    "resolve_settings": "freshdb.config",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

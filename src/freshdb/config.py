@@ -14,9 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, cast
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from freshdb.errors import ConfigurationError
 
 EngineName = Literal["postgres", "mysql", "mariadb"]
@@ -263,6 +260,11 @@ def _validate(settings: Settings) -> Settings:
 
 def check_url(url: str) -> None:
     """Raise ``ConfigurationError`` unless ``url`` is a usable server URL."""
+    # Imported here: settings are resolved when pytest loads the plugin, which must
+    # not cost a SQLAlchemy import in a run that uses no database.
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         parsed = make_url(url)
     except ArgumentError:

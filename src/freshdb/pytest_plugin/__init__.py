@@ -5,71 +5,89 @@ Registered through the ``pytest11`` entry point, so installing freshdb is enough
     def test_signup(freshdb_connection):
         freshdb_connection.execute(...)
 
-Fixtures: ``freshdb_server`` (session), ``freshdb`` (a :class:`~freshdb.Database`
-per test), ``freshdb_url``, ``freshdb_engine``, ``freshdb_connection``,
-``freshdb_async_engine``, and savepoint mode: ``freshdb_transaction`` and
-``freshdb_session`` (one copy per worker, each test rolled back).
+Fixtures (:mod:`freshdb.pytest_plugin.fixtures`): ``freshdb_server`` (session),
+``freshdb`` (a :class:`~freshdb.Database` per test), ``freshdb_url``,
+``freshdb_engine``, ``freshdb_connection``, ``freshdb_async_engine``; the server's
+parts ``freshdb_host``, ``freshdb_port``, ``freshdb_user`` and ``freshdb_password``;
+and savepoint mode: ``freshdb_transaction`` and ``freshdb_session`` (one copy per
+worker, each test rolled back).
 
 Configuration, highest first: ``--freshdb-*`` options > ``freshdb_*`` ini options >
 ``FRESHDB_*`` environment variables > ``[tool.freshdb]`` in pyproject.toml > defaults.
 ``@pytest.mark.freshdb(engine="mariadb", ...)`` gives a test or module another server;
-:func:`server_fixture` makes extra server fixtures. Overriding ``freshdb_server`` in a
-conftest gives full control.
+:func:`server_fixture` makes extra server fixtures. Defining ``freshdb_server`` (or
+any freshdb fixture) in a conftest or in a plugin (``-p``, ``PYTEST_PLUGINS``,
+``pytest_plugins``) overrides freshdb's.
 
-The plugin is inert until a test asks for one of its fixtures: loading it, collecting
-tests, and running tests that use no freshdb fixture start nothing and call no Docker.
+The plugin is inert until a test asks for one of its fixtures: loading it imports
+neither SQLAlchemy nor a driver nor Docker, and collecting tests and running tests
+that use no freshdb fixture start nothing.
 """
 
 from __future__ import annotations
 
+import types
+import warnings
 from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from sqlalchemy.engine import URL, Connection, Engine
-from sqlalchemy.orm import Session
-from sqlalchemy.pool import NullPool
 
-from freshdb.database import Database
-from freshdb.django import pytest_integration as django_integration
 from freshdb.errors import FreshDBError
-from freshdb.pytest_plugin import reporting
+from freshdb.pytest_plugin import fixtures
+from freshdb.pytest_plugin.fixtures import (
+    HANDED_OUT,
+    REGISTRY,
+    SETUP,
+    RegistrySetup,
+    hand_out,
+    registry,
+    registry_of,
+)
 from freshdb.pytest_plugin.options import (
     explicit_arguments_of,
     keep_failed,
-    marker_overrides,
     register_options,
+    server_spec,
 )
-from freshdb.pytest_plugin.savepoints import ENDED_TRANSACTION_MESSAGE, Outcome, SavepointTest
-from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry, ThrowawayBroker
-from freshdb.server import DatabaseServer
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncEngine
+    from freshdb.database import Database
+    from freshdb.pytest_plugin.servers import ThrowawayBroker
+    from freshdb.server import DatabaseServer
 
-__all__ = ["database_fixture", "server_fixture"]
+__all__ = ["FixtureOverrideWarning", "database_fixture", "server_fixture"]
 
-_REGISTRY = pytest.StashKey[ServerRegistry]()
-_BROKER = pytest.StashKey[ThrowawayBroker]()
+_BROKER: pytest.StashKey[ThrowawayBroker] = pytest.StashKey()
 _WORKER_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 _SERVER_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
 _KEEP_FAILED = pytest.StashKey[bool]()
-# The databases a test was handed, so a failure can keep them.
-_HANDED_OUT = pytest.StashKey[list[tuple[Database, DatabaseServer]]]()
+# freshdb fixture name -> the plugins (other than freshdb) that define it.
+_OVERRIDDEN = pytest.StashKey[dict[str, list[str]]]()
 _BROKER_INPUT = "freshdb_broker"
 _WORKER_OUTPUT = "freshdb_servers"
+_FIXTURES_PLUGIN = "freshdb-fixtures"
+
+
+class FixtureOverrideWarning(pytest.PytestWarning):
+    """A plugin's override of a freshdb fixture that pytest does not use."""
 
 
 # -- hooks ---------------------------------------------------------------------------
 def pytest_addoption(parser: pytest.Parser) -> None:
     """Add ``--freshdb-*`` options and ``freshdb_*`` ini options."""
+    # Imported here, not at the top: the plugin module stays a list of hooks.
+    from freshdb.django import pytest_integration as django_integration
+
     register_options(parser)
     django_integration.register_options(parser)
 
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker and prepare (but start nothing of) the session's servers."""
+    from freshdb.django import pytest_integration as django_integration
+
     config.addinivalue_line(
         "markers",
         "freshdb(engine=None, **settings): give this test's freshdb fixtures a server with "
@@ -77,21 +95,97 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     broker_directory = (workerinput or {}).get(_BROKER_INPUT)
-    config.stash[_REGISTRY] = ServerRegistry(
+    config.stash[SETUP] = RegistrySetup(
         explicit_arguments_of(config),
         config.rootpath,
         worker=str((workerinput or {}).get("workerid", "main")),
-        broker=BrokerClient(Path(broker_directory)) if broker_directory else None,
+        broker_directory=Path(broker_directory) if broker_directory else None,
     )
     config.stash[_KEEP_FAILED] = keep_failed(config)
     config.stash[_WORKER_REPORTS] = []
+    _register_fixtures(config)
     django_integration.configure(config)
+
+
+def _register_fixtures(config: pytest.Config) -> None:
+    """Register freshdb's fixtures, except those another plugin defines.
+
+    pytest prefers, among plugins, the fixture of the plugin registered last, and
+    registers ``-p`` plugins before entry-point plugins such as freshdb: left in the
+    entry-point module, freshdb's ``freshdb_server`` would silently beat a ``-p``
+    plugin's. Registered now (after every plugin pytest loads before configuring),
+    without the names others define, any plugin's fixture of the same name wins.
+    A conftest's fixture wins over every plugin's anyway.
+    """
+    if config.pluginmanager.has_plugin(_FIXTURES_PLUGIN):
+        return
+    overridden = _defined_by(config, set(fixtures.FIXTURES), conftests=False)
+    config.stash[_OVERRIDDEN] = overridden
+    holder = types.ModuleType(fixtures.__name__, fixtures.__doc__)
+    for name, definition in fixtures.FIXTURES.items():
+        if name not in overridden:
+            setattr(holder, name, definition)
+    config.pluginmanager.register(holder, _FIXTURES_PLUGIN)
+
+
+def _fixture_names(plugin: object) -> Iterator[str]:
+    """The names of the fixtures ``plugin`` (a module or object) defines."""
+    from _pytest.fixtures import getfixturemarker  # what pytest's own collection uses
+
+    holder = plugin if isinstance(plugin, types.ModuleType) else type(plugin)
+    for attribute in dir(holder):
+        try:
+            marker = getfixturemarker(getattr(holder, attribute, None))
+        except Exception:  # an arbitrary descriptor; pytest skips those too
+            continue
+        if marker is not None:
+            yield marker.name or attribute
+
+
+def _defined_by(config: pytest.Config, names: set[str], *, conftests: bool) -> dict[str, list[str]]:
+    """Which plugins define fixtures among ``names``: conftest files, or the others
+    (freshdb itself left out)."""
+    found: dict[str, list[str]] = {}
+    for plugin_name, plugin in config.pluginmanager.list_name_plugin():
+        if plugin is None or plugin_name is None:
+            continue
+        # pytest's own test: a conftest is registered under its path.
+        if plugin_name.endswith("conftest.py") != conftests:
+            continue
+        if getattr(plugin, "__name__", None) == __name__:
+            continue
+        for name in _fixture_names(plugin):
+            if name in names:
+                found.setdefault(name, []).append(plugin_name)
+    return found
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Say so when a conftest's fixture hides a plugin's override of a freshdb fixture."""
+    overridden = session.config.stash.get(_OVERRIDDEN, {})
+    if not overridden:
+        return
+    for name, conftests in _defined_by(session.config, set(overridden), conftests=True).items():
+        plugins = ", ".join(repr(p) for p in overridden[name])
+        for conftest in conftests:
+            where = Path(conftest).parent
+            warnings.warn(
+                FixtureOverrideWarning(
+                    f"freshdb: the {name} fixture of plugin {plugins} is not used by the "
+                    f"tests under {where}: {conftest} defines {name} too, and pytest always "
+                    f"prefers a conftest's fixture to a plugin's. Remove {name} from that "
+                    f"conftest to use the plugin's, or define it only in the conftest."
+                ),
+                stacklevel=1,
+            )
 
 
 @pytest.hookimpl(optionalhook=True)
 def pytest_configure_node(node: Any) -> None:
     """xdist controller: tell each worker where to ask for a shared throwaway server."""
     config: pytest.Config = node.config
+    from freshdb.pytest_plugin.servers import ThrowawayBroker
+
     broker = config.stash.get(_BROKER, None)
     if broker is None:
         broker = config.stash[_BROKER] = ThrowawayBroker()
@@ -107,8 +201,11 @@ def pytest_testnodedown(node: Any, error: Any) -> None:
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     """The configured server (it is not started yet, and may never be)."""
+    from freshdb.pytest_plugin import reporting
+
     try:
-        settings = config.stash[_REGISTRY].spec().settings
+        setup = config.stash[SETUP]
+        settings = server_spec(setup.arguments, {}, setup.rootdir).settings
     except FreshDBError as exc:
         return [f"freshdb: configuration error (tests using freshdb fixtures will fail): {exc}"]
     return [reporting.header_line(settings)]
@@ -129,12 +226,14 @@ def _keep_if_failed(item: pytest.Item, report: pytest.TestReport) -> None:
         return
     if not item.config.stash.get(_KEEP_FAILED, False):
         return
-    for database, server in item.stash.get(_HANDED_OUT, []):
+    from freshdb.pytest_plugin import reporting
+
+    for database, server in item.stash.get(HANDED_OUT, []):
         if database.kept:
             continue
         database.keep()  # the pool renames it when the fixture releases it
         kept = reporting.kept_database(
-            database, server.settings, item.config.stash[_REGISTRY].cli_defaults()
+            database, server.settings, registry_of(item.config).cli_defaults()
         )
         report.sections.append((reporting.KEPT_SECTION, kept.section()))
         report.user_properties.append((reporting.KEPT_PROPERTY, f"{kept.name} {kept.url}"))
@@ -144,7 +243,7 @@ def _keep_if_failed(item: pytest.Item, report: pytest.TestReport) -> None:
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Stop this process's servers; a worker sends its figures to the controller."""
     config = session.config
-    registry = config.stash.get(_REGISTRY, None)
+    registry = config.stash.get(REGISTRY, None)
     if registry is None:
         return
     reports = registry.close()
@@ -158,7 +257,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
     """The servers used (once, across workers), templates, kept databases; -v: pools."""
     reports = [*config.stash.get(_SERVER_REPORTS, []), *config.stash.get(_WORKER_REPORTS, [])]
     stats = terminalreporter.stats
-    kept = reporting.kept_from_reports([*stats.get("failed", []), *stats.get("error", [])])
+    failures = [*stats.get("failed", []), *stats.get("error", [])]
+    if not reports and not failures:
+        return
+    from freshdb.pytest_plugin import reporting
+
+    kept = reporting.kept_from_reports(failures)
     if not reports and not kept:
         return
     terminalreporter.ensure_newline()
@@ -169,135 +273,12 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     """Last resort for an interrupted session; on the controller, remove throwaways."""
-    registry = config.stash.get(_REGISTRY, None)
+    registry = config.stash.get(REGISTRY, None)
     if registry is not None:
         registry.close()
     broker = config.stash.get(_BROKER, None)
     if broker is not None:
         broker.close()
-
-
-# -- how a test gets its server and database ------------------------------------------
-def _registry(request: pytest.FixtureRequest) -> ServerRegistry:
-    return request.config.stash[_REGISTRY]
-
-
-def _server_for_test(request: pytest.FixtureRequest) -> DatabaseServer:
-    """The server a marker picks, else the ``freshdb_server`` fixture (maybe the user's)."""
-    overrides = marker_overrides(request.node) if isinstance(request.node, pytest.Item) else {}
-    if overrides:
-        registry = _registry(request)
-        return registry.server(registry.spec(overrides))
-    server: DatabaseServer = request.getfixturevalue("freshdb_server")
-    return server
-
-
-def _hand_out(request: pytest.FixtureRequest, server: DatabaseServer) -> Iterator[Database]:
-    database = server.database()
-    handed_out = request.node.stash.setdefault(_HANDED_OUT, [])
-    handed_out.append((database, server))
-    try:
-        yield database
-    finally:
-        _registry(request).note(server)
-        database.release()
-
-
-# -- fixtures ----------------------------------------------------------------------------
-@pytest.fixture(scope="session")
-def freshdb_server(request: pytest.FixtureRequest) -> DatabaseServer:
-    """The session's started :class:`~freshdb.DatabaseServer` (configured by options).
-
-    Override it in a conftest for full control; ``freshdb`` and the fixtures built on
-    it then use yours.
-    """
-    registry = _registry(request)
-    return registry.server(registry.spec())
-
-
-@pytest.fixture
-def freshdb(request: pytest.FixtureRequest) -> Iterator[Database]:
-    """A fresh copy of the template for this test, released (dropped) afterwards."""
-    yield from _hand_out(request, _server_for_test(request))
-
-
-@pytest.fixture
-def freshdb_url(freshdb: Database) -> URL:
-    """The SQLAlchemy URL (sync driver) of this test's fresh database."""
-    return freshdb.url
-
-
-@pytest.fixture
-def freshdb_engine(freshdb: Database) -> Engine:
-    """A SQLAlchemy ``Engine`` on this test's fresh database (disposed afterwards)."""
-    return freshdb.engine()
-
-
-@pytest.fixture
-def freshdb_connection(freshdb_engine: Engine) -> Iterator[Connection]:
-    """A SQLAlchemy ``Connection`` to this test's fresh database."""
-    with freshdb_engine.connect() as connection:
-        yield connection
-
-
-@pytest.fixture
-def freshdb_async_engine(freshdb: Database) -> AsyncEngine:
-    """A SQLAlchemy ``AsyncEngine`` on this test's fresh database.
-
-    A plain fixture, so it serves pytest-asyncio and anyio tests alike. Its
-    connections are not pooled: each closes inside the test's event loop, where it
-    was opened, instead of being left for a loop that no longer runs.
-    """
-    return freshdb.async_engine(poolclass=NullPool)
-
-
-@pytest.fixture
-def freshdb_transaction(request: pytest.FixtureRequest) -> Iterator[Connection]:
-    """Savepoint mode: a ``Connection`` inside a transaction rolled back after the test.
-
-    Every test of a worker shares one copy of the template; the test runs inside an
-    outer transaction with a SAVEPOINT set, and the rollback at the end undoes its
-    writes. Cheaper than a copy per test, but only for code that stays inside the
-    transaction: use ``freshdb_session`` for code that calls ``commit()``, and the
-    ``freshdb`` fixture for tests that commit or run DDL on MySQL/MariaDB (which
-    commits implicitly). Sequences are not rolled back. A test that commits anyway
-    fails with a message saying so, and the worker's copy is replaced, so the tests
-    after it still start fresh.
-    """
-    server = _server_for_test(request)
-    registry = _registry(request)
-    database = registry.shared_database(server)
-    connection = database.engine().connect()
-    try:
-        test = SavepointTest(connection)
-    except BaseException:
-        connection.close()
-        raise
-    try:
-        yield connection
-    finally:
-        outcome = test.end()
-        connection.close()
-        registry.note(server)
-        if outcome is not Outcome.ROLLED_BACK:
-            registry.replace_shared_database(server)
-    if outcome is Outcome.COMMITTED:
-        pytest.fail(ENDED_TRANSACTION_MESSAGE, pytrace=False)
-
-
-@pytest.fixture
-def freshdb_session(freshdb_transaction: Connection) -> Iterator[Session]:
-    """Savepoint mode: a SQLAlchemy ``Session`` whose ``commit()`` stays inside the test.
-
-    Bound with ``join_transaction_mode="create_savepoint"`` (SQLAlchemy's "joining a
-    Session into an external transaction"): ``commit()`` and ``rollback()`` work on
-    savepoints, and everything is rolled back after the test.
-    """
-    session = Session(bind=freshdb_transaction, join_transaction_mode="create_savepoint")
-    try:
-        yield session
-    finally:
-        session.close()
 
 
 # -- factories ------------------------------------------------------------------------
@@ -313,8 +294,8 @@ def server_fixture(*, name: str | None = None, **settings: Any) -> Callable[...,
     """
 
     def server(request: pytest.FixtureRequest) -> DatabaseServer:
-        registry = _registry(request)
-        return registry.server(registry.spec(settings))
+        servers = registry(request)
+        return servers.server(servers.spec(settings))
 
     server.__doc__ = f"A freshdb server with {settings!r} (from freshdb.pytest_plugin)."
     return pytest.fixture(scope="session", name=name)(server)
@@ -334,7 +315,7 @@ def database_fixture(
     """
 
     def database(request: pytest.FixtureRequest) -> Iterator[Database]:
-        yield from _hand_out(request, request.getfixturevalue(server))
+        yield from hand_out(request, request.getfixturevalue(server))
 
     database.__doc__ = f"A fresh database from the {server!r} fixture."
     return pytest.fixture(name=name)(database)

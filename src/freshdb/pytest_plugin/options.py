@@ -14,12 +14,14 @@ import re
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
-from freshdb.config import ENGINE_ALIASES, Settings, find_pyproject, resolve_settings
 from freshdb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from freshdb.config import Settings
 
 #: The settings the plugin offers as ``--freshdb-NAME`` and ``freshdb_NAME``.
 PLUGIN_SETTINGS: dict[str, str] = {
@@ -61,7 +63,12 @@ def register_options(parser: pytest.Parser) -> None:
             type=int if name == "pool_size" else str,
             help=f"{help_text} [ini: {ini_name(name)}; env: FRESHDB_{name.upper()}]",
         )
-        parser.addini(ini_name(name), f"freshdb: {help_text}", default="")
+        if name == "pool_size" and pytest.version_tuple >= (8, 4):
+            # Typed, so that TOML configuration ([tool.pytest], pytest.toml) takes
+            # `freshdb_pool_size = 4` as written; INI files and -o give "4", also fine.
+            parser.addini(ini_name(name), f"freshdb: {help_text}", type="int", default=None)
+        else:
+            parser.addini(ini_name(name), f"freshdb: {help_text}", default="")
     group.addoption(
         cli_flag(KEEP_FAILED),
         dest=ini_name(KEEP_FAILED),
@@ -106,11 +113,6 @@ def keep_failed(config: pytest.Config) -> bool:
     return bool(flag) if flag is not None else bool(config.getini(ini_name(KEEP_FAILED)))
 
 
-def pyproject_of(rootdir: Path) -> Path | None:
-    """The ``pyproject.toml`` that configures a run: the nearest one at or above rootdir."""
-    return find_pyproject(rootdir)
-
-
 @dataclasses.dataclass(frozen=True)
 class ServerRequest:
     """Everything that decides which server (and template) a test gets."""
@@ -139,6 +141,8 @@ def merge_overrides(
     run's image and URL (and an external mode) are left out, since those belong to
     the run's engine.
     """
+    from freshdb.config import ENGINE_ALIASES
+
     merged = dict(base)
     engine = overrides.get("engine")
     if engine is not None and ENGINE_ALIASES.get(str(engine).lower()) != base_engine:
@@ -175,7 +179,10 @@ def server_spec(
     environ: Mapping[str, str] | None = None,
 ) -> ServerRequest:
     """Resolve the settings of the run's server, or of one picked by ``overrides``."""
-    pyproject: Path | Literal[False] = pyproject_of(rootdir) or False
+    # Imported here: registering the options (every pytest run) needs none of it.
+    from freshdb.config import find_pyproject, resolve_settings
+
+    pyproject: Path | Literal[False] = find_pyproject(rootdir) or False
     overrides = dict(overrides)
     schema_override = overrides.pop("schema", None)
     base_settings = resolve_settings(base, environ=environ, pyproject=pyproject)

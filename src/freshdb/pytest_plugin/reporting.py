@@ -7,14 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import make_url
-
-from freshdb.config import Settings
-from freshdb.database import Database
-from freshdb.dialects import dialect_for
-from freshdb.errors import FreshDBError
+if TYPE_CHECKING:
+    from freshdb.config import Settings
+    from freshdb.database import Database
 
 #: The report section (and user property) that carries a kept database.
 KEPT_SECTION = "freshdb: kept database"
@@ -23,6 +20,8 @@ KEPT_PROPERTY = "freshdb_kept"
 
 def masked(url: str) -> str:
     """``url`` with its password replaced by ``***``."""
+    from sqlalchemy.engine import make_url
+
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:
@@ -30,17 +29,16 @@ def masked(url: str) -> str:
 
 
 def header_line(settings: Settings) -> str:
-    """The configured server, shown before the tests run (nothing is started yet)."""
+    """The configured server, shown before the tests run (nothing is started yet).
+
+    It costs no import of SQLAlchemy or an engine's dialect: a run whose tests use
+    no freshdb fixture shows it too. So an unset image is "the default image".
+    """
     if settings.mode == "external" and settings.url:
         where = f"external server {masked(settings.url)}"
     else:
-        image = settings.image
-        if image is None:
-            try:
-                image = dialect_for(settings.engine).default_image(settings.engine)
-            except FreshDBError:
-                image = "the engine's default image"
-        where = f"{settings.mode} container, image {image}"
+        image = f"image {settings.image}" if settings.image else "the default image"
+        where = f"{settings.mode} container, {image}"
     return (
         f"freshdb: {settings.engine}, {where}, prefix {settings.prefix}, "
         f"pool {settings.pool_size} per worker (started on first use)"

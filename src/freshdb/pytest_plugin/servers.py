@@ -21,16 +21,19 @@ import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshdb import naming
-from freshdb.backends import ServerBackend, backend_for
 from freshdb.config import Settings
-from freshdb.database import Database
-from freshdb.dialects import dialect_for
 from freshdb.errors import FreshDBError, ServerStartError
 from freshdb.pytest_plugin.options import ServerRequest, server_spec
-from freshdb.server import DatabaseServer
+
+if TYPE_CHECKING:
+    # The server machinery (SQLAlchemy, drivers, Docker) is imported when a server is
+    # first asked for: pytest creates the registry for every run.
+    from freshdb.backends import ServerBackend
+    from freshdb.database import Database
+    from freshdb.server import DatabaseServer
 
 log = logging.getLogger("freshdb")
 
@@ -153,6 +156,8 @@ class ServerRegistry:
         return owned.server
 
     def _start(self, spec: ServerRequest) -> RegistryEntry:
+        from freshdb.server import DatabaseServer
+
         settings, shown_mode, container = spec.settings, None, None
         if settings.mode == "throwaway" and self.broker is not None:
             answer = self.broker.shared_server(settings)
@@ -263,6 +268,9 @@ class ThrowawayBroker:
                     self._answer(request, answer)
 
     def _answer(self, request: Path, answer: Path) -> None:
+        from freshdb.backends import backend_for
+        from freshdb.dialects import dialect_for
+
         try:
             settings = Settings(**json.loads(request.read_text())).replace()
             dialect = dialect_for(settings.engine)
