@@ -146,7 +146,11 @@ def command_warm(args: argparse.Namespace) -> int:
     from freshdb.server import DatabaseServer
 
     settings = settings_from(args)
-    inventory.require_lasting_mode(settings, "`freshdb warm`")
+    if args.export:
+        # Exporting is worth it from a throwaway server too (a CI job filling the cache).
+        settings = settings.replace(template_cache=args.export)
+    else:
+        inventory.require_lasting_mode(settings, "`freshdb warm`")
     fields = {
         k: v for k, v in dataclasses.asdict(settings).items() if k not in ("engine", "pool_size")
     }
@@ -159,8 +163,23 @@ def command_warm(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     verb = "reused" if stats["template_reused"] else "built"
+    verb = "restored from the cache" if stats["template_restored"] else verb
     print(f"template {stats['template']} {verb} ({migrator})")
     _note(args, f"done in {time.perf_counter() - started:.2f} s")
+    return 0
+
+
+def command_fingerprint(args: argparse.Namespace) -> int:
+    """Print the template fingerprint for the settings and schema (a CI cache key)."""
+    from freshdb.migrators import as_migrator, describe
+    from freshdb.template_cache import template_fingerprint
+
+    settings = settings_from(args)
+    migrator = as_migrator(settings.schema, dialect_for(settings.engine).sqlalchemy_name)
+    fingerprint, asked = template_fingerprint(settings, migrator)
+    source = "the server says" if asked else "from the image's tag"
+    _note(args, f"{fingerprint.server_version} ({source}), {describe(migrator)}")
+    print(fingerprint.digest)
     return 0
 
 
@@ -401,7 +420,18 @@ def build_parser() -> argparse.ArgumentParser:
     shell = command("shell", command_shell, "psql or mysql inside the server's container")
     shell.add_argument("--database", metavar="NAME", help="connect to this database")
 
-    command("warm", command_warm, "build the template for --schema now")
+    warm = command("warm", command_warm, "build the template for --schema now")
+    warm.add_argument(
+        "--export",
+        metavar="DIR",
+        help="also export the template to this template cache directory (any mode)",
+    )
+
+    command(
+        "fingerprint",
+        command_fingerprint,
+        "print the template fingerprint for --schema (the key of a CI cache step)",
+    )
 
     prune = command(
         "prune", command_prune, "remove stale templates, leaked copies and leaked containers"

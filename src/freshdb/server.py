@@ -35,6 +35,7 @@ from freshdb.errors import (
 from freshdb.migrators import Migrator, as_migrator
 from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.template import Template, TemplateBuilder, prune_templates
+from freshdb.template_cache import open_template_cache
 
 log = logging.getLogger("freshdb")
 
@@ -209,7 +210,8 @@ class DatabaseServer:
         self._lease = self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
         self._reaped = reap_dead_owners(self.dialect, self._lease, prefix)
-        builder = TemplateBuilder(self.dialect, address, prefix, self._owner)
+        cache = open_template_cache(self.settings, self.dialect, backend, address)
+        builder = TemplateBuilder(self.dialect, address, prefix, self._owner, cache=cache)
         template = builder.ensure(self._lease, migrator)
         self._template = template
         prune_templates(
@@ -567,6 +569,7 @@ class DatabaseServer:
             # The owner id in the names of this session's copies (see freshdb.naming).
             "owner": self._owner,
             "template_reused": self._template.reused if self._template else None,
+            "template_restored": self._template.restored if self._template else None,
             "template_build_seconds": (
                 round(self._template.build_seconds, 3) if self._template else None
             ),

@@ -39,10 +39,10 @@ import termios
 import threading
 import time
 import tty
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any, cast
+from typing import Any, BinaryIO, cast
 
 import docker.errors
 import filelock
@@ -61,7 +61,7 @@ from tenacity import (
 import docker
 from freshdb import naming
 from freshdb._version import __version__
-from freshdb.backends.base import RunningServer, ServerBackend
+from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
 from freshdb.backends.docker_discovery import LOOPBACK, Reachability, locate_docker, reachability
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for, versions
@@ -242,6 +242,22 @@ class DockerBackend(ServerBackend):
         if container.status != "paused":
             return None
         return f"its container {container.name} is paused — `docker unpause {container.name}`"
+
+    @property
+    def runs_programs(self) -> bool:
+        return True
+
+    def run_in_server(
+        self,
+        command: Sequence[str],
+        environment: Mapping[str, str],
+        stdin: ByteSource | None = None,
+        stdout: BinaryIO | None = None,
+    ) -> ExecResult:
+        """Run a program inside the server's container (see :func:`exec_streaming`)."""
+        if self._container is None:
+            raise FreshDBError("the server's container is not started")
+        return exec_streaming(self._container, command, environment, stdin, stdout)
 
     def reachability(self) -> Reachability:
         """Where published ports are reached from here, and the interface to bind."""
@@ -969,6 +985,81 @@ def exec_interactive(
     return 1
 
 
+_STDERR_KEPT = 64 * 1024
+
+
+def exec_streaming(
+    container: Container,
+    command: Sequence[str],
+    environment: Mapping[str, str],
+    stdin: ByteSource | None = None,
+    stdout: BinaryIO | None = None,
+) -> ExecResult:
+    """Run ``command`` in the container, ``stdin`` streamed in and stdout streamed out.
+
+    For data of any size (a dump, a restore): nothing is held in memory but a
+    chunk, and the end of stderr for the error message.
+    """
+    api = cast(docker.DockerClient, container.client).api
+    try:
+        exec_id = api.exec_create(
+            container.id,
+            list(command),
+            stdin=stdin is not None,
+            tty=False,
+            environment=dict(environment),
+        )["Id"]
+        response = api.exec_start(exec_id, tty=False, socket=True)
+    except docker.errors.DockerException as exc:
+        raise FreshDBError(
+            f"Docker could not run {command[0]} in {container.name}: {_first_line(exc)}"
+        ) from exc
+    sock = cast(socket.socket, getattr(response, "_sock", response))
+    errors = bytearray()
+    try:
+        if stdin is not None:
+            threading.Thread(
+                target=_pump_file, args=(stdin, sock), name="freshdb-exec-stdin", daemon=True
+            ).start()
+        for stream, payload in _frames(sock):
+            if stream == 2:
+                errors += payload
+                del errors[:-_STDERR_KEPT]
+            elif stdout is not None:
+                stdout.write(payload)
+    finally:
+        with contextlib.suppress(OSError):
+            sock.close()
+    for _ in range(200):
+        details = api.exec_inspect(exec_id)
+        if not details.get("Running"):
+            return ExecResult(int(details.get("ExitCode") or 0), errors.decode(errors="replace"))
+        time.sleep(0.05)
+    return ExecResult(1, errors.decode(errors="replace") + "\n(the command did not end)")
+
+
+def _pump_file(source: ByteSource, sock: socket.socket) -> None:
+    try:
+        while data := source.read(1 << 20):
+            sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)  # the program in the container sees EOF
+    except (OSError, ValueError):
+        pass  # the program ended first (it failed: its exit code says so)
+
+
+def _frames(sock: socket.socket) -> Iterator[tuple[int, bytes]]:
+    """Docker's framing of a non-tty exec: 1 byte stream, 3 zero bytes, 4-byte length."""
+    buffer = b""
+    while chunk := sock.recv(1 << 20):
+        buffer += chunk
+        while len(buffer) >= 8:
+            length = int.from_bytes(buffer[4:8], "big")
+            if len(buffer) < 8 + length:
+                break
+            yield buffer[0], buffer[8 : 8 + length]
+            buffer = buffer[8 + length :]
+
+
 def _resize_exec(api: Any, exec_id: str) -> None:
     size = os.get_terminal_size(1)
     with contextlib.suppress(docker.errors.DockerException):
@@ -1097,6 +1188,7 @@ __all__ = [
     "connect_docker",
     "container_facts",
     "exec_interactive",
+    "exec_streaming",
     "is_leaked_throwaway",
     "list_managed_containers",
     "remove_container",
