@@ -195,9 +195,15 @@ class DatabaseServer:
                 self._start_seconds,
                 "reused" if running.reused else "started",
                 self.template,
-                "reused" if self._template and self._template.reused else "built",
+                self._template_origin(),
             )
             return self
+
+    def _template_origin(self) -> str:
+        template = self._template
+        if template is None or not template.reused:
+            return "restored from the cache" if template and template.restored else "built"
+        return "reused"
 
     def _begin_session(
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator

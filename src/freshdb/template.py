@@ -195,11 +195,11 @@ class TemplateBuilder:
         )
         if build == name and self.dialect.database_exists(lease, name):
             self.dialect.drop_database(lease, name)  # incomplete: no completion marker
-        log.info("building template %s with %s", name, describe(migrator))
         self.dialect.create_database(lease, build)
         try:
             restored = self.cache is not None and self.cache.restore(lease, build, wanted)
             if not restored:
+                log.info("building template %s with %s", name, describe(migrator))
                 self._migrate(migrator, build)
                 if self.cache is not None:
                     self.cache.export(lease, build, wanted, describe(migrator))

@@ -34,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import time
@@ -58,6 +59,7 @@ MANIFEST_NAME = "manifest.json"
 #: The layout of entries this freshdb writes and reads; others are ignored.
 FORMAT_VERSION = 1
 _CHUNK = 1 << 20
+_CHARSET_NAME = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
 
 class CacheEntryError(FreshDBError):
@@ -313,10 +315,13 @@ class MySQLDumpTool(DumpTool):
     def restore_prologue(self, manifest: CacheManifest) -> bytes:
         if not manifest.character_set or not manifest.collation:
             return b""
+        for name in (manifest.character_set, manifest.collation):
+            if not _CHARSET_NAME.match(name):
+                raise CacheEntryError(f"its manifest names the character set {name!r}")
         # The restoring client's current database is the template being restored.
-        charset = naming.check_identifier(manifest.character_set.lower())
-        collation = naming.check_identifier(manifest.collation.lower())
-        return f"ALTER DATABASE CHARACTER SET {charset} COLLATE {collation};\n".encode()
+        return (
+            f"ALTER DATABASE CHARACTER SET {manifest.character_set} COLLATE {manifest.collation};\n"
+        ).encode()
 
 
 def dump_tool_for(family: str) -> DumpTool:
