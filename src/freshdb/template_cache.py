@@ -350,8 +350,14 @@ class TemplateCache:
         """The directory of the entry for a template."""
         return self.directory / fingerprint.digest
 
-    def check_entry(self, fingerprint: TemplateFingerprint) -> CacheManifest:
-        """The entry's manifest if it may be restored; :class:`CacheEntryError` says why not."""
+    def check_entry(
+        self, fingerprint: TemplateFingerprint, *, checksum: bool = True
+    ) -> CacheManifest:
+        """The entry's manifest if it may be restored; :class:`CacheEntryError` says why not.
+
+        Without ``checksum``, the dump's size is checked but not its contents: enough to
+        tell whether an export is needed, never enough to restore.
+        """
         entry = self.entry(fingerprint)
         try:
             text = (entry / MANIFEST_NAME).read_text(encoding="utf-8")
@@ -370,7 +376,7 @@ class TemplateCache:
             raise CacheEntryError(f"its dump {manifest.dump} is missing") from None
         if size != manifest.size:
             raise CacheEntryError(f"its dump has {size} bytes, the manifest says {manifest.size}")
-        if file_sha256(dump) != manifest.sha256:
+        if checksum and file_sha256(dump) != manifest.sha256:
             raise CacheEntryError("its dump does not match the manifest's sha256 (corrupt)")
         return manifest
 
@@ -453,11 +459,9 @@ class TemplateCache:
         the dialect's own clone (as a test's copy is), named ``scratch`` (a build name
         of this session, so a crash leaves it to be reaped), then dropped.
         """
-        try:
-            self.check_entry(fingerprint)
-            return False  # there already
-        except CacheEntryError:
-            pass
+        # Every session reusing a template asks: the size tells, reading the dump would cost.
+        if self._has_entry(fingerprint, checksum=False):
+            return False
         try:
             self.dialect.clone(conn, self.dialect.copy_recipe(conn, template), scratch)
         except Exception as exc:
@@ -471,6 +475,13 @@ class TemplateCache:
             except Exception as exc:
                 log.debug("dropping %s failed (left to be reaped): %s", scratch, exc)
 
+    def _has_entry(self, fingerprint: TemplateFingerprint, *, checksum: bool = True) -> bool:
+        try:
+            self.check_entry(fingerprint, checksum=checksum)
+        except CacheEntryError:
+            return False
+        return True
+
     def _export(
         self,
         conn: DBAPIConnection,
@@ -478,6 +489,10 @@ class TemplateCache:
         fingerprint: TemplateFingerprint,
         migrator: str,
     ) -> None:
+        if self._has_entry(fingerprint):
+            # Another process (an xdist worker, a parallel job) exported it meanwhile.
+            log.debug("the cache already has template %s", fingerprint.digest[:20])
+            return
         started = time.perf_counter()
         self.directory.mkdir(parents=True, exist_ok=True)
         # Written aside, then renamed into place: a reader sees a whole entry or none.
@@ -506,6 +521,8 @@ class TemplateCache:
                 **self.tool.describe_database(self.dialect, conn, database),
             )
             (staging / MANIFEST_NAME).write_text(manifest.to_json(), encoding="utf-8")
+            if self._has_entry(fingerprint):
+                return  # exported by another process while this one dumped
             self._put_in_place(staging, self.entry(fingerprint))
         finally:
             shutil.rmtree(staging, ignore_errors=True)

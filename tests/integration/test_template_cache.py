@@ -318,3 +318,34 @@ def test_warm_export_fills_the_cache_under_the_key_freshdb_fingerprint_prints(
     restored = freshdb_cli("warm", "--export", str(cache), prefix=fresh_prefix + "b")
     assert "restored from the cache" in restored.stdout
     shutil.rmtree(cache)
+
+
+def test_a_template_already_on_a_server_is_exported_from_a_copy(
+    postgres_image: str, fresh_prefix: str, tmp_path: Path
+) -> None:
+    """A sticky server's template, built before the cache was set, is exported by the
+    next session that has the cache: a sealed template takes no connections, so a copy
+    of it is dumped, then dropped."""
+    schema = CountingSchema(tmp_path / "calls", build_postgres)
+    cache = tmp_path / "cache"
+    common = {
+        "schema": schema.migrator,
+        "image": postgres_image,
+        "prefix": fresh_prefix,
+        "pool_size": 1,
+        "mode": "sticky",
+    }
+    with freshdb.DatabaseServer("postgres", **common):
+        pass
+    assert schema.runs == 1 and not cache.exists()
+    with freshdb.DatabaseServer("postgres", template_cache=str(cache), **common) as server:
+        assert server.stats()["template_reused"] is True
+        with sa.create_engine(server.url, poolclass=sa.NullPool).connect() as conn:
+            names = conn.exec_driver_sql("SELECT datname FROM pg_database").scalars().all()
+        assert not [n for n in names if n.startswith(f"{fresh_prefix}_b_")], names
+    entry = the_entry(cache)
+    assert server.template is not None and server.template.endswith(entry.name[:20])
+    with start("postgres", postgres_image, schema, cache, fresh_prefix + "b") as restored:
+        assert restored.stats()["template_restored"] is True
+        check_postgres_copy(restored)
+    assert schema.runs == 1
