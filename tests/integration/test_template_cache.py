@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -349,3 +350,36 @@ def test_a_template_already_on_a_server_is_exported_from_a_copy(
         assert restored.stats()["template_restored"] is True
         check_postgres_copy(restored)
     assert schema.runs == 1
+
+
+def test_fingerprint_asks_the_server_when_the_image_tag_does_not_tell(
+    postgres_image: str, docker_client: Any, fresh_prefix: str, tmp_path: Path
+) -> None:
+    image_id = docker_client.images.get(postgres_image).id  # names no version at all
+    schema = tmp_path / "schema.sql"
+    schema.write_text("CREATE TABLE t (id int PRIMARY KEY);\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "freshdb", "fingerprint", "--schema", str(schema)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+        env={**_cli_environment(fresh_prefix, postgres_image), "FRESHDB_POSTGRES_IMAGE": image_id},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "the server says" in result.stderr
+    # The key a session on that server files its template under.
+    with freshdb.DatabaseServer(
+        "postgres",
+        schema=schema,
+        image=postgres_image,
+        mode="throwaway",
+        prefix=fresh_prefix + "a",
+        pool_size=0,
+        template_cache=str(tmp_path / "cache"),
+    ) as server:
+        assert server.template is not None
+    assert the_entry(tmp_path / "cache").name == result.stdout.strip()
+    # The throwaway server it asked is gone.
+    label = f"io.freshdb.prefix={fresh_prefix}"
+    assert docker_client.containers.list(all=True, filters={"label": label}) == []
