@@ -68,6 +68,9 @@ class Settings:
     acquire_timeout: float = 60.0
     keep_templates: int = 3
     template_retention: str = "7d"
+    #: A directory of exported templates (the CI template cache), or None: see
+    #: :mod:`freshdb.template_cache`.
+    template_cache: str | None = None
 
     @property
     def template_retention_seconds(self) -> float:

@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy
 from sqlalchemy.exc import DBAPIError
@@ -30,6 +30,9 @@ from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError, MigrationError
 from freshdb.migrators import ComposedMigrator, MetadataMigrator, Migrator, describe, digest
+
+if TYPE_CHECKING:
+    from freshdb.template_cache import TemplateCache
 
 log = logging.getLogger("freshdb")
 
@@ -63,6 +66,8 @@ class Template:
     fingerprint: str
     reused: bool
     build_seconds: float = 0.0
+    #: Restored from the template cache instead of migrated.
+    restored: bool = False
 
 
 def _now() -> str:
@@ -107,6 +112,7 @@ class TemplateBuilder:
         owner: str,
         lock_timeout: float = 600.0,
         project: str | None = None,
+        cache: TemplateCache | None = None,
     ) -> None:
         self.dialect = dialect
         self.address = address
@@ -115,6 +121,8 @@ class TemplateBuilder:
         self.lock_timeout = lock_timeout
         #: Recorded on the template with the time of each use (None: from the migrator).
         self.project = project
+        #: Where a missing template is restored from, and a built one exported to.
+        self.cache = cache
 
     def fingerprint(self, conn: DBAPIConnection, migrator: Migrator) -> TemplateFingerprint:
         """The fingerprint of ``migrator``'s template on this server."""
@@ -133,7 +141,8 @@ class TemplateBuilder:
         Each use is recorded on the template (when, by which project): retention
         goes by use.
         """
-        fingerprint = self.fingerprint(lease, migrator).digest
+        wanted = self.fingerprint(lease, migrator)
+        fingerprint = wanted.digest
         name = naming.template_name(self.prefix, fingerprint)
         project = self.project or project_key(migrator)
         self.dialect.lock_template(lease, fingerprint, self.lock_timeout)
@@ -141,8 +150,11 @@ class TemplateBuilder:
             if self.dialect.template_is_complete(lease, name):
                 template = Template(name, fingerprint, reused=True)
                 record_use(self.dialect, lease, name, project)
+                if self.cache is not None:
+                    scratch = naming.build_name(self.prefix, fingerprint, self.owner)
+                    self.cache.export_template(lease, name, wanted, describe(migrator), scratch)
             else:
-                template = self._build(lease, migrator, fingerprint, name, project)
+                template = self._build(lease, migrator, wanted, name, project)
             self.dialect.mark_template_in_use(lease, fingerprint)
         except BaseException:
             # If the server went away, unlocking fails too: the first error says why
@@ -159,11 +171,12 @@ class TemplateBuilder:
         self,
         lease: DBAPIConnection,
         migrator: Migrator,
-        fingerprint: str,
+        wanted: TemplateFingerprint,
         name: str,
         project: str,
     ) -> Template:
         started = time.perf_counter()
+        fingerprint = wanted.digest
         # Holding the exclusive lock, any other build of this fingerprint is a
         # crashed builder's leftover.
         for leftover in self.dialect.our_databases(lease, self.prefix, ("build",)):
@@ -175,10 +188,14 @@ class TemplateBuilder:
         )
         if build == name and self.dialect.database_exists(lease, name):
             self.dialect.drop_database(lease, name)  # incomplete: no completion marker
-        log.info("building template %s with %s", name, describe(migrator))
         self.dialect.create_database(lease, build)
         try:
-            self._migrate(migrator, build)
+            restored = self.cache is not None and self.cache.restore(lease, build, wanted)
+            if not restored:
+                log.info("building template %s with %s", name, describe(migrator))
+                self._migrate(migrator, build)
+                if self.cache is not None:
+                    self.cache.export(lease, build, wanted, describe(migrator))
             now = _now()
             comment = json.dumps(
                 {
@@ -198,8 +215,8 @@ class TemplateBuilder:
                 log.warning("could not drop the failed build %s: %s", build, drop_error)
             raise
         seconds = time.perf_counter() - started
-        log.info("template %s built in %.2f s", name, seconds)
-        return Template(name, fingerprint, reused=False, build_seconds=seconds)
+        log.info("template %s %s in %.2f s", name, "restored" if restored else "built", seconds)
+        return Template(name, fingerprint, reused=False, build_seconds=seconds, restored=restored)
 
     def _migrate(self, migrator: Migrator, database: str) -> None:
         engine = sqlalchemy.create_engine(

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, BinaryIO, Protocol
 
 from freshdb.dialects.base import ServerAddress
 
@@ -35,6 +36,21 @@ class RunningServer:
         }
 
 
+class ByteSource(Protocol):
+    """Anything with a binary ``read(size)``: what a program in the container reads."""
+
+    def read(self, size: int, /) -> bytes: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecResult:
+    """How a program run inside the server's container ended."""
+
+    exit_code: int
+    #: The end of what it wrote to stderr.
+    stderr: str
+
+
 class ServerBackend(abc.ABC):
     """Starts (or finds) a server and, where it owns one, stops it."""
 
@@ -58,3 +74,22 @@ class ServerBackend(abc.ABC):
         Said in errors when the server stops answering; ``None`` when not paused or
         when the backend cannot tell."""
         return None
+
+    def run_in_server(
+        self,
+        command: Sequence[str],
+        environment: Mapping[str, str],
+        stdin: ByteSource | None = None,
+        stdout: BinaryIO | None = None,
+    ) -> ExecResult:
+        """Run a program inside the server's container, ``stdin`` and stdout streamed.
+
+        Raises :class:`NotImplementedError` where the server runs in no container of
+        freshdb's (see :attr:`runs_programs`).
+        """
+        raise NotImplementedError("this server runs in no container of freshdb's")
+
+    @property
+    def runs_programs(self) -> bool:
+        """Whether :meth:`run_in_server` can run programs next to the server."""
+        return False

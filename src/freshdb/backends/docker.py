@@ -8,7 +8,7 @@ engine (:mod:`~freshdb.backends.docker_discovery`), images
 (:mod:`~freshdb.backends.sticky`) and their retirement
 (:mod:`~freshdb.backends.retirement`), throwaway ones
 (:mod:`~freshdb.backends.throwaways`), and ``freshdb shell``'s terminal
-(:mod:`~freshdb.backends.terminal`). Docker is called in these modules only.
+(:mod:`~freshdb.backends.execs`). Docker is called in these modules only.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ import datetime as dt
 import logging
 import secrets
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import docker.errors
 import filelock
@@ -28,7 +29,7 @@ from docker.models.images import Image
 import docker
 from freshdb import naming
 from freshdb.backends import retirement, sticky
-from freshdb.backends.base import RunningServer, ServerBackend
+from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
 from freshdb.backends.containers import (
     container_labels,
     find_container,
@@ -47,6 +48,7 @@ from freshdb.backends.docker_discovery import (
     connect_docker,
     reachability,
 )
+from freshdb.backends.execs import exec_streaming
 from freshdb.backends.images import check_image_port, ensure_image
 from freshdb.backends.retirement import STICKY_UNUSED_AFTER, Retirement
 from freshdb.backends.throwaways import THROWAWAYS, remove_leaked_throwaways
@@ -55,6 +57,7 @@ from freshdb.dialects import versions
 from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
 from freshdb.errors import (
     DockerUnavailableError,
+    FreshDBError,
     ServerStartError,
     ServerUnavailableError,
     UnsupportedServerError,
@@ -127,6 +130,22 @@ class DockerBackend(ServerBackend):
         if container is not None and self.settings.mode == "throwaway":
             THROWAWAYS.forget(container.id or "")
             remove_container(container)
+
+    @property
+    def runs_programs(self) -> bool:
+        return True
+
+    def run_in_server(
+        self,
+        command: Sequence[str],
+        environment: Mapping[str, str],
+        stdin: ByteSource | None = None,
+        stdout: BinaryIO | None = None,
+    ) -> ExecResult:
+        """Run a program inside the server's container (see :func:`exec_streaming`)."""
+        if self._container is None:
+            raise FreshDBError("the server's container is not started")
+        return exec_streaming(self._container, command, environment, stdin, stdout)
 
     def check_alive(self) -> bool:
         """Whether the server's container still runs.

@@ -5,7 +5,7 @@ environment > ``[tool.freshdb]`` in pyproject.toml > defaults). Exit status: 0 o
 success, 1 on failure (one line on stderr saying why), 2 on a usage error.
 
 One module per command group, each adding its commands with ``add_commands``:
-:mod:`~freshdb.cli.server_commands` (``up``, ``url``, ``shell``, ``warm``) and
+:mod:`~freshdb.cli.server_commands` (``up``, ``url``, ``shell``, ``warm``, ``fingerprint``) and
 :mod:`~freshdb.cli.housekeeping` (``status``, ``prune``, ``down``). The facts and the
 removals are :mod:`freshdb.cleanup`'s; the commands parse options and present
 results (:mod:`~freshdb.cli.presentation`).

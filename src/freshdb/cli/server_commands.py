@@ -1,4 +1,4 @@
-"""``freshdb up``, ``url``, ``shell`` and ``warm``: the server and its template."""
+"""``freshdb up``, ``url``, ``shell``, ``warm`` and ``fingerprint``: the server and its template."""
 
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ def command_url(args: argparse.Namespace) -> int:
 
 def command_shell(args: argparse.Namespace) -> int:
     """An interactive SQL client inside the server's container."""
-    from freshdb.backends.terminal import exec_interactive
+    from freshdb.backends.execs import exec_interactive
 
     settings = settings_from(args)
     if settings.mode == "external":
@@ -84,7 +84,11 @@ def command_warm(args: argparse.Namespace) -> int:
     from freshdb.server import DatabaseServer
 
     settings = settings_from(args)
-    require_lasting_mode(settings, "`freshdb warm`")
+    if args.export:
+        # Exporting is worth it from a throwaway server too (a CI job filling the cache).
+        settings = settings.replace(template_cache=args.export)
+    else:
+        require_lasting_mode(settings, "`freshdb warm`")
     fields = {
         k: v for k, v in dataclasses.asdict(settings).items() if k not in ("engine", "pool_size")
     }
@@ -97,13 +101,28 @@ def command_warm(args: argparse.Namespace) -> int:
     finally:
         server.stop()
     verb = "reused" if stats["template_reused"] else "built"
+    verb = "restored from the cache" if stats["template_restored"] else verb
     print(f"template {stats['template']} {verb} ({migrator})")
     note(args, f"done in {time.perf_counter() - started:.2f} s")
     return 0
 
 
+def command_fingerprint(args: argparse.Namespace) -> int:
+    """Print the template fingerprint for the settings and schema (a CI cache key)."""
+    from freshdb.migrators import as_migrator, describe
+    from freshdb.template_cache import template_fingerprint
+
+    settings = settings_from(args)
+    migrator = as_migrator(settings.schema, dialect_for(settings.engine).sqlalchemy_name)
+    fingerprint, asked = template_fingerprint(settings, migrator)
+    source = "the server says" if asked else "from the image's tag"
+    note(args, f"{fingerprint.server_version} ({source}), {describe(migrator)}")
+    print(fingerprint.digest)
+    return 0
+
+
 def add_commands(add: AddCommand) -> None:
-    """Add ``up``, ``url``, ``shell`` and ``warm`` to the ``freshdb`` parser."""
+    """Add ``up``, ``url``, ``shell``, ``warm`` and ``fingerprint`` to the ``freshdb`` parser."""
     up = add("up", command_up, "start or reuse the sticky server and print its admin URL")
     up.add_argument("--plain", action="store_true", help="URL without the driver (for psql)")
 
@@ -114,4 +133,15 @@ def add_commands(add: AddCommand) -> None:
     shell = add("shell", command_shell, "psql or mysql inside the server's container")
     shell.add_argument("--database", metavar="NAME", help="connect to this database")
 
-    add("warm", command_warm, "build the template for --schema now")
+    warm = add("warm", command_warm, "build the template for --schema now")
+    warm.add_argument(
+        "--export",
+        metavar="DIR",
+        help="also export the template to this template cache directory (any mode)",
+    )
+
+    add(
+        "fingerprint",
+        command_fingerprint,
+        "print the template fingerprint for --schema (the key of a CI cache step)",
+    )

@@ -35,6 +35,10 @@ PLUGIN_SETTINGS: dict[str, str] = {
     ),
     "pool_size": "copies kept ready per worker",
     "prefix": "prefix of container and database names",
+    "template_cache": (
+        "directory of the CI template cache: a template missing on the server is restored "
+        "from it, and one built is exported to it"
+    ),
 }
 KEEP_FAILED = "keep_failed"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -188,6 +192,9 @@ def server_spec(
     base_settings = resolve_settings(base, environ=environ, pyproject=pyproject)
     arguments = merge_overrides(base, base_settings.engine, overrides) if overrides else base
     settings = resolve_settings(arguments, environ=environ, pyproject=pyproject)
+    if settings.template_cache and not Path(settings.template_cache).is_absolute():
+        # Like a schema path: relative to rootdir, whatever the working directory.
+        settings = settings.replace(template_cache=str(rootdir / settings.template_cache))
     if schema_override is not None and not isinstance(schema_override, str):
         return ServerRequest(settings, schema_override)
     if schema_override is not None:

@@ -36,6 +36,7 @@ from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.server.copy_worker import SqlCopyWorker
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.template import Template, TemplateBuilder
+from freshdb.template_cache import open_template_cache
 
 log = logging.getLogger("freshdb")
 
@@ -130,9 +131,15 @@ class DatabaseServer:
                 self._start_seconds,
                 "reused" if running.reused else "started",
                 self.template,
-                "reused" if self._template and self._template.reused else "built",
+                self._template_origin(),
             )
             return self
+
+    def _template_origin(self) -> str:
+        template = self._template
+        if template is None or not template.reused:
+            return "restored from the cache" if template and template.restored else "built"
+        return "reused"
 
     def _begin_session(
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator
@@ -145,7 +152,8 @@ class DatabaseServer:
         self._lease = self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
         self._reaped = reap_dead_owners(self.dialect, self._lease, prefix)
-        builder = TemplateBuilder(self.dialect, address, prefix, self._owner)
+        cache = open_template_cache(self.settings, self.dialect, backend, address)
+        builder = TemplateBuilder(self.dialect, address, prefix, self._owner, cache=cache)
         template = builder.ensure(self._lease, migrator)
         self._template = template
         prune_templates(
@@ -382,6 +390,7 @@ class DatabaseServer:
             # The owner id in the names of this session's copies (see freshdb.naming).
             "owner": self._owner,
             "template_reused": self._template.reused if self._template else None,
+            "template_restored": self._template.restored if self._template else None,
             "template_build_seconds": (
                 round(self._template.build_seconds, 3) if self._template else None
             ),
