@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from psycopg import sql
 
-from freshdb.dialects.postgres import setting_value, split_name_list
+from freshdb.dialects.postgres.copier import setting_value, split_name_list
 
 
 @pytest.mark.parametrize(
