@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from freshdb.migrators import split_statements
-from freshdb.migrators.sql import SqlFamily, SqlSplitError, StatementSplitter
+from freshdb.migrators.sql_splitter import SqlFamily, SqlSplitError, StatementSplitter
 
 
 def split(text: str, family: SqlFamily = "postgres") -> list[str]:

@@ -2,7 +2,12 @@
 
 A :class:`Dialect` owns every statement freshdb sends to a server. The backends
 (where a server runs), the template builder and the pool call these methods and
-never write SQL of their own, so adding an engine means adding one module here.
+never write SQL of their own, so adding an engine means adding one package here.
+
+This module is a little over 400 lines on purpose: it is the whole contract an
+engine fulfils, each method with what it must do, and reads best in one place. The
+socket mechanics live in :mod:`.liveness`, the shared error messages in
+:mod:`.server_errors`.
 """
 
 from __future__ import annotations

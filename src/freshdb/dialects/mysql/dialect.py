@@ -1,7 +1,9 @@
 """The MySQL/MariaDB :class:`~freshdb.dialects.base.Dialect`: the server, and databases.
 
-What is particular to these engines lives beside it: :mod:`.flags` (server flags),
-:mod:`.connection`, :mod:`.errors`, :mod:`.locks`, :mod:`.schema` and :mod:`.copier`.
+Its ownership and template locks come from :class:`~.locks.MySQLLocks`, which it
+extends; the rest of what is particular to these engines lives beside it:
+:mod:`.flags` (server flags), :mod:`.connection`, :mod:`.errors`, :mod:`.schema` and
+:mod:`.copier`.
 """
 
 from __future__ import annotations
@@ -20,19 +22,25 @@ from freshdb.dialects.base import (
     ContainerSpec,
     CopyRecipe,
     DBAPIConnection,
-    Dialect,
     ServerAddress,
-    ServerUse,
 )
-from freshdb.dialects.mysql import connection, copier, errors, locks
+from freshdb.dialects.mysql import connection, copier, errors
 from freshdb.dialects.mysql.flags import image_flavour, server_flags
-from freshdb.dialects.mysql.statements import execute, has_table, quote, quote_database, run_script
+from freshdb.dialects.mysql.locks import MySQLLocks
+from freshdb.dialects.mysql.statements import (
+    execute,
+    has_table,
+    quote,
+    quote_database,
+    rows_of,
+    run_script,
+)
 from freshdb.errors import FreshDBError
 
 _SERVER_VERSION = re.compile(r"^(\d+)\.(\d+)")
 
 
-class MySQLDialect(Dialect):
+class MySQLDialect(MySQLLocks):
     """MySQL 8.0 and MariaDB 10.6 or newer (the policy is in :mod:`freshdb.dialects.versions`)."""
 
     family = "mysql"
@@ -61,11 +69,11 @@ class MySQLDialect(Dialect):
             "MYSQL_INITDB_SKIP_TZINFO": "1",
         }
         return ContainerSpec(
-            port=3306,
+            port=self.default_port,
             environment=environment,
             command=command,
-            admin_user="root",
-            admin_database="",
+            admin_user=self.default_user,
+            admin_database=self.default_admin_database,
             password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
             data_directory="/var/lib/mysql",
         )
@@ -103,32 +111,6 @@ class MySQLDialect(Dialect):
         # PyMySQL has no fileno(); its socket is dropped (None) once the connection is.
         sock = getattr(conn, "_sock", None)
         return -1 if sock is None else int(sock.fileno())
-
-    # -- ownership and locks: named locks, see .locks ------------------------------
-    def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
-        # The lease dies with this connection (connect() keeps it from idling out).
-        locks.take_owner_lease(conn, owner)
-
-    def live_owners(self, conn: DBAPIConnection, owners: Sequence[str]) -> set[str]:
-        return locks.live_owners(conn, owners)
-
-    def server_use(self, conn: DBAPIConnection) -> ServerUse:
-        return locks.server_use(conn)
-
-    def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
-        locks.lock_template(conn, fingerprint, timeout)
-
-    def try_lock_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        return locks.try_lock_template(conn, fingerprint)
-
-    def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
-        locks.unlock_template(conn, fingerprint)
-
-    def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
-        locks.mark_template_in_use(conn, fingerprint)
-
-    def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        return locks.template_in_use(conn, fingerprint)
 
     # -- databases --------------------------------------------------------------
     def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
@@ -201,16 +183,13 @@ class MySQLDialect(Dialect):
         run_script(conn, copier.rename_script(conn, old, new))
 
     def database_sizes(self, conn: DBAPIConnection, names: Sequence[str]) -> dict[str, int]:
-        if not names:
-            return {}
-        marks = ", ".join(["%s"] * len(names))
-        rows = self.rows(
+        rows = rows_of(
             conn,
             "SELECT s.SCHEMA_NAME, COALESCE(SUM(t.DATA_LENGTH + t.INDEX_LENGTH), 0) "
             "FROM information_schema.SCHEMATA s LEFT JOIN information_schema.TABLES t "
-            f"ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME IN ({marks}) "
+            "ON t.TABLE_SCHEMA = s.SCHEMA_NAME WHERE s.SCHEMA_NAME IN ({names}) "
             "GROUP BY s.SCHEMA_NAME",
-            list(names),
+            names,
         )
         return {str(name): int(size) for name, size in rows}
 
@@ -235,14 +214,11 @@ class MySQLDialect(Dialect):
     ) -> dict[str, dt.datetime]:
         # Databases have no creation time here; their tables' files do. A kept copy's
         # tables were moved when it was kept, so its age counts from then.
-        if not names:
-            return {}
-        marks = ", ".join(["%s"] * len(names))
-        rows = self.rows(
+        rows = rows_of(
             conn,
             "SELECT TABLE_SCHEMA, UNIX_TIMESTAMP(MIN(CREATE_TIME)) FROM information_schema.TABLES "
-            f"WHERE TABLE_SCHEMA IN ({marks}) AND CREATE_TIME IS NOT NULL GROUP BY TABLE_SCHEMA",
-            list(names),
+            "WHERE TABLE_SCHEMA IN ({names}) AND CREATE_TIME IS NOT NULL GROUP BY TABLE_SCHEMA",
+            names,
         )
         return {
             str(name): dt.datetime.fromtimestamp(float(stamp), dt.UTC)

@@ -179,21 +179,23 @@ def _programs(conn: DBAPIConnection, database: str) -> Iterable[tuple[str, list[
     )
     yield "PROCEDURE", [str(n) for t, n in routines if str(t) == "PROCEDURE"]
     yield "FUNCTION", [str(n) for t, n in routines if str(t) == "FUNCTION"]
+    for kind, query in _PROGRAM_NAMES:
+        yield kind, [str(row[0]) for row in rows(conn, query, (database,))]
+
+
+_PROGRAM_NAMES = (
     # Triggers of one table and timing fire in creation order: keep it.
-    triggers = rows(
-        conn,
+    (
+        "TRIGGER",
         "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
         "ORDER BY EVENT_OBJECT_TABLE, ACTION_ORDER",
-        (database,),
-    )
-    yield "TRIGGER", [str(row[0]) for row in triggers]
-    events = rows(
-        conn,
+    ),
+    (
+        "EVENT",
         "SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %s "
         "ORDER BY EVENT_NAME",
-        (database,),
-    )
-    yield "EVENT", [str(row[0]) for row in events]
+    ),
+)
 
 
 def _show(conn: DBAPIConnection, kind: str, name: str) -> str:

@@ -55,6 +55,14 @@ def first_row(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = No
     return list(found[0]) if found else []
 
 
+def rows_of(conn: DBAPIConnection, sql: str, names: Sequence[str]) -> list[Any]:
+    """The rows of a statement about some databases: ``{names}`` in ``sql`` stands for
+    their placeholders (``IN ({names})``). No names, no query."""
+    if not names:
+        return []
+    return rows(conn, sql.format(names=", ".join(["%s"] * len(names))), list(names))
+
+
 def has_table(conn: DBAPIConnection, database: str, table: str) -> bool:
     """Whether ``database`` has a table (or view) named ``table``."""
     return bool(

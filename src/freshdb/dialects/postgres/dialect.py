@@ -1,7 +1,8 @@
 """The Postgres :class:`~freshdb.dialects.base.Dialect`: the server, and databases.
 
-What is particular to Postgres lives beside it: :mod:`.errors`, :mod:`.locks`
-(advisory locks) and :mod:`.copier` (cloning, and what a clone does not carry).
+Its ownership and template locks come from :class:`~.locks.PostgresLocks` (advisory
+locks), which it extends; beside it are :mod:`.errors` and :mod:`.copier` (cloning,
+and what a clone does not carry).
 """
 
 from __future__ import annotations
@@ -22,15 +23,14 @@ from freshdb.dialects.base import (
     ContainerSpec,
     CopyRecipe,
     DBAPIConnection,
-    Dialect,
     ServerAddress,
-    ServerUse,
 )
-from freshdb.dialects.postgres import copier, errors, locks
+from freshdb.dialects.postgres import copier, errors
+from freshdb.dialects.postgres.locks import PostgresLocks
 from freshdb.dialects.postgres.statements import as_psycopg, identifier
 from freshdb.dialects.versions import Flavour
 from freshdb.errors import FreshDBError
-from freshdb.naming import database_like_pattern
+from freshdb.naming import APPLICATION_NAME, database_like_pattern
 
 IDLE_SESSION_TIMEOUT_MAJOR = 14  # the idle_session_timeout setting
 # Bounded I/O on every admin connection. A server that is busy still acknowledges
@@ -49,7 +49,7 @@ _KEEPALIVE_OPTIONS: dict[str, Any] = {
 }
 
 
-class PostgresDialect(Dialect):
+class PostgresDialect(PostgresLocks):
     """Postgres 13 or newer."""
 
     family = "postgres"
@@ -78,18 +78,18 @@ class PostgresDialect(Dialect):
         for key, value in tuning.items():
             command += ["-c", f"{key}={value}"]
         return ContainerSpec(
-            port=5432,
+            port=self.default_port,
             environment={
-                "POSTGRES_USER": "postgres",
+                "POSTGRES_USER": self.default_user,
                 "POSTGRES_PASSWORD": password,
-                "POSTGRES_DB": "postgres",
+                "POSTGRES_DB": self.default_admin_database,
                 # An md5 line in pg_hba.conf accepts md5 and SCRAM passwords alike;
                 # prepare_new_server then stores the password in a cheap form.
                 "POSTGRES_HOST_AUTH_METHOD": "md5",
             },
             command=command,
-            admin_user="postgres",
-            admin_database="postgres",
+            admin_user=self.default_user,
+            admin_database=self.default_admin_database,
             password_variables=("POSTGRES_PASSWORD",),
             data_directory="/var/lib/postgresql/data",
         )
@@ -126,7 +126,7 @@ class PostgresDialect(Dialect):
                 # Bounds the whole handshake, so connecting to a paused server
                 # (whose kernel still accepts the TCP connection) fails in time.
                 connect_timeout=max(2, math.ceil(timeout)),
-                application_name="freshdb",
+                application_name=APPLICATION_NAME,
                 **_KEEPALIVE_OPTIONS,
             )
             # Admin connections live as long as the session and sit idle between
@@ -181,31 +181,6 @@ class PostgresDialect(Dialect):
 
     def translate_error(self, exc: BaseException) -> Exception | None:
         return errors.translate_error(exc)
-
-    # -- ownership and locks: advisory locks, see .locks ----------------------------
-    def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
-        locks.take_owner_lease(conn, owner)
-
-    def live_owners(self, conn: DBAPIConnection, owners: Sequence[str]) -> set[str]:
-        return locks.live_owners(conn, owners)
-
-    def server_use(self, conn: DBAPIConnection) -> ServerUse:
-        return locks.server_use(conn)
-
-    def lock_template(self, conn: DBAPIConnection, fingerprint: str, timeout: float) -> None:
-        locks.lock_template(conn, fingerprint, timeout)
-
-    def try_lock_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        return locks.try_lock_template(conn, fingerprint)
-
-    def unlock_template(self, conn: DBAPIConnection, fingerprint: str) -> None:
-        locks.unlock_template(conn, fingerprint)
-
-    def mark_template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> None:
-        locks.mark_template_in_use(conn, fingerprint)
-
-    def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
-        return locks.template_in_use(conn, fingerprint)
 
     # -- databases --------------------------------------------------------------
     def list_databases(self, conn: DBAPIConnection, prefix: str) -> list[str]:
