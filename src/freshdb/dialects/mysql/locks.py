@@ -29,6 +29,7 @@ class MySQLLocks(Dialect):
 
     def take_owner_lease(self, conn: DBAPIConnection, owner: str) -> None:
         """Hold the owner's lock for the life of ``conn``."""
+        # The lease dies with this connection (connect() keeps it from idling out).
         taken = self.scalar(conn, "SELECT GET_LOCK(%s, 0)", (naming.owner_lease_lock(owner),))
         if taken != 1:  # owner ids are random; a clash means a broken random source
             raise FreshDBError(f"owner id {owner} is already in use on this server")
