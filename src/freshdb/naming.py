@@ -1,8 +1,14 @@
-"""Names of containers, templates and copies: the protocol between processes.
+"""Names of containers, databases and locks: the protocol between processes.
 
 Every process that shares a server (pytest-xdist workers, concurrent sessions, the
-CLI) finds the others' work only through these names and labels, so they are made
-and parsed here and nowhere else.
+CLI, another release of freshdb) finds the others' work only through these names,
+labels and lock keys, so they are made and parsed here and nowhere else.
+
+The rule: every name another process must agree on lives in this module, for every
+engine — container names and labels, database names, each engine's lock names or
+keys (Postgres advisory-lock keys, MySQL/MariaDB named locks), and the MySQL
+template's completion-marker tables. A dialect (:mod:`freshdb.dialects`) takes them
+from here and owns only the SQL that uses them.
 
 Database names (all lowercase, ``[a-z0-9_]``):
 
@@ -47,28 +53,10 @@ DatabaseKind = Literal["template", "build", "copy", "kept"]
 _KIND_LETTER: dict[DatabaseKind, str] = {"template": "t", "build": "b", "copy": "c", "kept": "k"}
 _LETTER_KIND: dict[str, DatabaseKind] = {v: k for k, v in _KIND_LETTER.items()}
 
-# Advisory-lock namespaces (Postgres two-key advisory locks: the first key).
-# Building (or removing) a template is exclusive under BUILD; a session that clones a
-# template holds a shared lock under TEMPLATE for its whole life (taken while holding
-# BUILD), so a remover holding BUILD sees every user in pg_locks.
-LOCK_NAMESPACE_TEMPLATE = 0x66646274  # "fdbt"
-LOCK_NAMESPACE_OWNER = 0x6664626F  # "fdbo"
-LOCK_NAMESPACE_BUILD = 0x66646262  # "fdbb"
-
 
 def new_owner_id() -> str:
     """A random owner id: 8 hex digits, below 2**31 so it fits a signed int4 lock key."""
     return f"{secrets.randbelow(2**31):08x}"
-
-
-def owner_lock_key(owner: str) -> int:
-    """The integer lock key of an owner id (its value, always a positive int4)."""
-    return int(owner, 16)
-
-
-def fingerprint_lock_key(fingerprint: str) -> int:
-    """A positive int4 lock key derived from a template fingerprint."""
-    return int(fingerprint[:8], 16) & 0x7FFFFFFF
 
 
 def settings_hash(shape: dict[str, object]) -> str:
@@ -192,6 +180,30 @@ def check_identifier(name: str) -> str:
     if not _IDENTIFIER.match(name):
         raise ValueError(f"refusing unsafe database name {name!r}")
     return name
+
+
+# -- Postgres: advisory-lock keys, and what freshdb's connections call themselves -------
+#: The application_name of freshdb's admin connections (pg_stat_activity, lock holders).
+APPLICATION_NAME = "freshdb"
+
+# Two-key advisory locks: the first key is a namespace, the second an owner's or a
+# template's key. Building (or removing) a template is exclusive under BUILD; a
+# session that clones a template holds a shared lock under TEMPLATE for its whole
+# life (taken while holding BUILD), so a remover holding BUILD sees every user in
+# pg_locks.
+LOCK_NAMESPACE_TEMPLATE = 0x66646274  # "fdbt"
+LOCK_NAMESPACE_OWNER = 0x6664626F  # "fdbo"
+LOCK_NAMESPACE_BUILD = 0x66646262  # "fdbb"
+
+
+def owner_lock_key(owner: str) -> int:
+    """The integer lock key of an owner id (its value, always a positive int4)."""
+    return int(owner, 16)
+
+
+def fingerprint_lock_key(fingerprint: str) -> int:
+    """A positive int4 lock key derived from a template fingerprint."""
+    return int(fingerprint[:8], 16) & 0x7FFFFFFF
 
 
 # -- MySQL/MariaDB: named locks (GET_LOCK) and the template's completion marker ----------

@@ -30,6 +30,7 @@ from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError, MigrationError
 from freshdb.migrators import ComposedMigrator, MetadataMigrator, Migrator, describe, digest
+from freshdb.migrators.base import shortened_statement
 
 if TYPE_CHECKING:
     from freshdb.template_cache import TemplateCache
@@ -237,9 +238,7 @@ class TemplateBuilder:
             translated = self.dialect.translate_error(exc.orig) if exc.orig else None
             if translated is not None and not isinstance(translated, MigrationError):
                 raise translated from exc
-            statement = " ".join(str(exc.statement or "").split())
-            if len(statement) > 300:
-                statement = statement[:297] + "..."
+            statement = shortened_statement(str(exc.statement or ""))
             raise MigrationError(
                 f"building the template with {describe(migrator)} failed: "
                 f"{str(exc.orig).strip()}\n    in statement: {statement}\n"

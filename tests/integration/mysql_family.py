@@ -288,8 +288,14 @@ def assert_kept_copy_has_everything(server: freshdb.DatabaseServer) -> None:
     assert kept is not None and kept.owner is not None and kept.seq is not None
     kept_name = naming.kept_name(server.settings.prefix, kept.fingerprint, kept.owner, kept.seq)
     with admin(server).connect() as conn:
+        # The rename runs in the background, in several round trips (one per routine,
+        # trigger and event, re-created after the tables moved); dropping the old name
+        # is its last statement, so only then is everything in the kept copy.
         for _ in range(200):
-            if objects(conn, kept_name)["tables"] and not objects(conn, db.name)["tables"]:
+            old_gone = not conn.exec_driver_sql(
+                "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (db.name,)
+            ).all()
+            if old_gone and objects(conn, kept_name)["tables"]:
                 break
             time.sleep(0.05)
         assert objects(conn, kept_name) == objects(conn, str(server.template)) | {

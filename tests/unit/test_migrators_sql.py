@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from freshdb.migrators import split_statements
-from freshdb.migrators.sql import SqlFamily, SqlSplitError, StatementSplitter
+from freshdb.migrators.sql_splitter import SqlFamily, SqlSplitError, StatementSplitter
 
 
 def split(text: str, family: SqlFamily = "postgres") -> list[str]:
@@ -238,3 +238,13 @@ def test_copy_from_stdin_takes_the_lines_up_to_backslash_dot_as_data() -> None:
     with pytest.raises(SqlSplitError, match=r"does not end with a line \\\.") as caught:
         split("SELECT 1;\nCOPY t FROM STDIN;\n1\n2\n")
     assert caught.value.line == 2
+
+
+def test_a_statement_shown_in_an_error_is_one_line_of_at_most_300_characters() -> None:
+    from freshdb.migrators.base import shortened_statement
+
+    assert shortened_statement("SELECT\n  1,\t2;") == "SELECT 1, 2;"
+    shown = shortened_statement("SELECT " + "x, " * 200)
+    assert len(shown) == 300
+    assert shown.endswith("...")
+    assert shortened_statement("SELECT " + "x" * 293) == "SELECT " + "x" * 293  # exactly 300

@@ -8,16 +8,11 @@ from __future__ import annotations
 
 import pytest
 
-from freshdb import naming
 from freshdb.config import Settings
-from freshdb.dialects.mysql import (
-    MySQLDialect,
-    ProgramDefinition,
-    SchemaObjects,
-    image_flavour,
-    order_views,
-    server_flags,
-)
+from freshdb.dialects.mysql import MySQLDialect
+from freshdb.dialects.mysql.flags import image_flavour, server_flags
+from freshdb.dialects.mysql.schema import SchemaObjects, order_views
+from freshdb.dialects.mysql.statements import ProgramDefinition
 from freshdb.dialects.versions import NEWEST, image_version
 
 
@@ -142,20 +137,6 @@ def test_urls_and_addresses() -> None:
     assert dialect.sync_url(dialect.address_from_url("mysql://root@h")).database is None
 
 
-def test_lock_names_fit_the_64_character_limit() -> None:
-    fingerprint = "f" * 64
-    names = [
-        naming.owner_lease_lock(naming.new_owner_id()),
-        naming.template_build_lock(fingerprint),
-        naming.template_user_lock(fingerprint, naming.TEMPLATE_USER_SLOTS - 1),
-    ]
-    assert all(len(name) <= naming.SERVER_LOCK_NAME_LIMIT for name in names)
-    # The full digest (building) and the name's 20 digits (pruning) lock the same thing.
-    assert naming.template_build_lock(fingerprint) == naming.template_build_lock(fingerprint[:20])
-    with pytest.raises(ValueError):
-        naming.template_user_lock(fingerprint, naming.TEMPLATE_USER_SLOTS)
-
-
 def test_views_are_ordered_after_the_views_they_read() -> None:
     views = [
         ("top", "CREATE VIEW `top` AS select `middle`.`id` AS `id` from `middle`"),
@@ -252,7 +233,6 @@ def test_each_program_ends_its_round_trip_and_events_keep_their_time_zone() -> N
 def test_a_full_disk_is_a_server_full_error_in_every_wording(code: int, text: str) -> None:
     import pymysql
 
-    from freshdb.dialects.mysql import MySQLDialect
     from freshdb.errors import ServerFullError
 
     translated = MySQLDialect().translate_error(pymysql.err.OperationalError(code, text))

@@ -87,3 +87,17 @@ def test_usage_records_and_locks_have_distinct_salted_names() -> None:
 def test_unsafe_identifiers_are_refused(name: str) -> None:
     with pytest.raises(ValueError, match="unsafe"):
         naming.check_identifier(name)
+
+
+def test_lock_names_fit_the_64_character_limit() -> None:
+    fingerprint = "f" * 64
+    names = [
+        naming.owner_lease_lock(naming.new_owner_id()),
+        naming.template_build_lock(fingerprint),
+        naming.template_user_lock(fingerprint, naming.TEMPLATE_USER_SLOTS - 1),
+    ]
+    assert all(len(name) <= naming.SERVER_LOCK_NAME_LIMIT for name in names)
+    # The full digest (building) and the name's 20 digits (pruning) lock the same thing.
+    assert naming.template_build_lock(fingerprint) == naming.template_build_lock(fingerprint[:20])
+    with pytest.raises(ValueError):
+        naming.template_user_lock(fingerprint, naming.TEMPLATE_USER_SLOTS)

@@ -2,7 +2,12 @@
 
 A :class:`Dialect` owns every statement freshdb sends to a server. The backends
 (where a server runs), the template builder and the pool call these methods and
-never write SQL of their own, so adding an engine means adding one module here.
+never write SQL of their own, so adding an engine means adding one package here.
+
+This module is a little over 400 lines on purpose: it is the whole contract an
+engine fulfils, each method with what it must do, and reads best in one place. The
+socket mechanics live in :mod:`.liveness`, the shared error messages in
+:mod:`.server_errors`.
 """
 
 from __future__ import annotations
@@ -11,16 +16,13 @@ import abc
 import contextlib
 import dataclasses
 import datetime as dt
-import os
-import select
-import socket
-import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy.engine import URL, make_url
 
 from freshdb.config import Settings
+from freshdb.dialects.liveness import run_if_still_inside, shut_down, socket_readable
 from freshdb.dialects.versions import Flavour, check_server
 from freshdb.naming import ParsedName, parse_database_name
 
@@ -31,6 +33,27 @@ class DBAPIConnection(Protocol):
     def cursor(self) -> Any: ...
 
     def close(self) -> None: ...
+
+
+def scalar(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> Any:
+    """Run one statement and return the first column of the first row (or None)."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        row = cursor.fetchone() if cursor.description else None
+        return row[0] if row else None
+    finally:
+        cursor.close()
+
+
+def rows(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
+    """Run one statement and return all rows."""
+    cursor = conn.cursor()
+    try:
+        cursor.execute(sql, params)
+        return list(cursor.fetchall()) if cursor.description else []
+    finally:
+        cursor.close()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,13 +91,12 @@ class ContainerSpec:
 class CopyRecipe:
     """What making a copy of one template needs beyond the clone itself.
 
-    Captured once per template per session: Postgres database-level settings and
-    grants (a clone does not carry them), MySQL's DDL to replay.
+    Captured once per template per session by :meth:`Dialect.copy_recipe`; each
+    dialect's own kind (Postgres: settings and grants a clone does not carry; MySQL:
+    the DDL to replay) is what its :meth:`Dialect.clone` takes.
     """
 
     template: str
-    statements_after_clone: tuple[str, ...] = ()
-    payload: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -109,8 +131,6 @@ class Dialect(abc.ABC):
 
     #: "postgres" or "mysql": the family, used in fingerprints and names.
     family: str
-    #: The database engine names this dialect serves ("postgres"; "mysql", "mariadb").
-    engines: tuple[str, ...]
     #: SQLAlchemy's dialect name, for compiling DDL (e.g. "postgresql").
     sqlalchemy_name: str
     #: What a server URL that leaves them out means.
@@ -168,13 +188,8 @@ class Dialect(abc.ABC):
         """
         conn = self.connect(address, timeout=timeout)
         try:
-            with self.abort_after(conn, timeout):
+            with self.explained_errors(), self.abort_after(conn, timeout):
                 self.scalar(conn, "SELECT 1")
-        except Exception as exc:
-            translated = self.translate_error(exc)
-            if translated is not None:
-                raise translated from exc
-            raise
         finally:
             conn.close()
 
@@ -213,15 +228,12 @@ class Dialect(abc.ABC):
         number may already belong to another file).
         """
         fileno = self.connection_fileno(conn)
-        if fileno is None or fileno < 0:
-            return
-        # A duplicate descriptor shares the socket: shutting it down shuts down the
-        # connection's, and closing it leaves the connection's descriptor be.
-        with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fileno)) as sock:
-            sock.shutdown(socket.SHUT_RDWR)
+        if fileno is not None and fileno >= 0:
+            shut_down(fileno)
 
-    @contextlib.contextmanager
-    def abort_after(self, conn: DBAPIConnection, seconds: float) -> Iterator[None]:
+    def abort_after(
+        self, conn: DBAPIConnection, seconds: float
+    ) -> contextlib.AbstractContextManager[None]:
         """Abort ``conn``'s I/O if the block takes longer than ``seconds``.
 
         For short round trips that must not hang when the server is paused or the
@@ -229,23 +241,7 @@ class Dialect(abc.ABC):
         connection looking healthy, so neither keepalives nor ``tcp_user_timeout``
         ever fire. Never use it around work that may legitimately take long.
         """
-        lock = threading.Lock()
-        running = True
-
-        def expire() -> None:
-            with lock:
-                if running:
-                    self.abort(conn)
-
-        timer = threading.Timer(seconds, expire)
-        timer.daemon = True
-        timer.start()
-        try:
-            yield
-        finally:
-            with lock:  # after this, the timer can no longer touch the connection
-                running = False
-            timer.cancel()
+        return run_if_still_inside(seconds, lambda: self.abort(conn))
 
     def connection_fileno(self, conn: DBAPIConnection) -> int | None:
         """The socket of a DBAPI connection: -1 if it is closed, None if unknown."""
@@ -259,26 +255,8 @@ class Dialect(abc.ABC):
         except Exception:
             return -1
 
-    @staticmethod
-    def scalar(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> Any:
-        """Run one statement and return the first column of the first row (or None)."""
-        cursor = conn.cursor()
-        try:
-            cursor.execute(sql, params)
-            row = cursor.fetchone() if cursor.description else None
-            return row[0] if row else None
-        finally:
-            cursor.close()
-
-    @staticmethod
-    def rows(conn: DBAPIConnection, sql: str, params: Sequence[Any] | None = None) -> list[Any]:
-        """Run one statement and return all rows."""
-        cursor = conn.cursor()
-        try:
-            cursor.execute(sql, params)
-            return list(cursor.fetchall()) if cursor.description else []
-        finally:
-            cursor.close()
+    scalar = staticmethod(scalar)
+    rows = staticmethod(rows)
 
     def prepare_new_server(self, address: ServerAddress) -> None:
         """One-time tuning of a server freshdb has just started (never an external one)."""
@@ -307,6 +285,19 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def translate_error(self, exc: BaseException) -> Exception | None:
         """A ``FreshDBError`` for a driver error freshdb can explain, else ``None``."""
+
+    @contextlib.contextmanager
+    def explained_errors(self, *kinds: type[Exception]) -> Iterator[None]:
+        """Raise, in place of an error of ``kinds`` (default: any) the block raises, what
+        :meth:`translate_error` makes of it (the original stays attached as the cause)."""
+        caught = kinds or (Exception,)
+        try:
+            yield
+        except caught as exc:
+            translated = self.translate_error(exc)
+            if translated is None:
+                raise
+            raise translated from exc
 
     # -- ownership and locks ------------------------------------------------------
     @abc.abstractmethod
@@ -346,10 +337,6 @@ class Dialect(abc.ABC):
     @abc.abstractmethod
     def template_in_use(self, conn: DBAPIConnection, fingerprint: str) -> bool:
         """Whether a live session clones the template (ask holding its build lock)."""
-
-    @abc.abstractmethod
-    def template_lock_holder(self, conn: DBAPIConnection, fingerprint: str) -> str | None:
-        """Who holds a template's build lock, in words (``None`` if nobody does)."""
 
     def try_lock_unused_template(self, conn: DBAPIConnection, fingerprint: str) -> bool:
         """Take the build lock of a template if no live session uses it; else False.
@@ -444,18 +431,3 @@ class Dialect(abc.ABC):
         ``freshdb prune --max-age`` removes kept copies only when their age is known.
         """
         return {}
-
-
-def socket_readable(fileno: int) -> bool:
-    """Whether a socket has something to read (or hung up), without waiting.
-
-    ``poll`` works for any descriptor number; ``select.select`` fails for those of
-    1024 and above, which a process with many open files (a big test suite) gets.
-    """
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(fileno, select.POLLIN | select.POLLPRI)
-        return bool(poller.poll(0))
-    # Windows has no poll, and its select has no limit on descriptor numbers.
-    readable, _, _ = select.select([fileno], [], [], 0)
-    return bool(readable)

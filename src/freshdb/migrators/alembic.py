@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 
 from freshdb.errors import ConfigurationError, MigrationError
-from freshdb.migrators.base import digest
+from freshdb.migrators.base import digest, shortened_statement
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -229,9 +229,7 @@ def _first_line(text: str) -> str:
 
 def _server_message(exc: BaseException) -> str:
     if isinstance(exc, DBAPIError):
-        statement = " ".join(str(exc.statement or "").split())
-        if len(statement) > 300:
-            statement = statement[:297] + "..."
+        statement = shortened_statement(str(exc.statement or ""))
         return f"{str(exc.orig).strip()}\n    in statement: {statement}"
     return f"{type(exc).__name__}: {exc}"
 

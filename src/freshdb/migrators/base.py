@@ -36,6 +36,12 @@ def digest(*parts: str | bytes) -> str:
     return hasher.hexdigest()
 
 
+def shortened_statement(sql: str, limit: int = 300) -> str:
+    """A statement on one line, cut to ``limit`` characters, for an error message."""
+    line = " ".join(sql.split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
 def describe(migrator: Migrator) -> str:
     """A short human description of a migrator (for logs and errors)."""
     text = getattr(migrator, "description", None)
