@@ -47,7 +47,7 @@ from freshdb._version import __version__
 from freshdb.backends.base import ServerBackend
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for, versions
-from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
+from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import ConfigurationError, FreshDBError
 from freshdb.migrators import Migrator
 from freshdb.template import TemplateFingerprint
@@ -219,7 +219,10 @@ class PostgresDumpTool(DumpTool):
         self, dialect: Dialect, conn: DBAPIConnection, database: str
     ) -> dict[str, Any]:
         # The same statements a copy gets after its clone: settings and grants.
-        recipe: CopyRecipe = dialect.copy_recipe(conn, database)
+        from freshdb.dialects.postgres.copier import PostgresCopyRecipe
+
+        recipe = dialect.copy_recipe(conn, database)
+        assert isinstance(recipe, PostgresCopyRecipe)
         return {"database_statements": tuple(recipe.statements_after_clone)}
 
     def after_restore(
