@@ -17,6 +17,7 @@ from typing import Any, Literal, cast
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from freshdb.drivers import configured_driver
 from freshdb.errors import ConfigurationError
 
 EngineName = Literal["postgres", "mysql", "mariadb"]
@@ -69,6 +70,9 @@ class Settings:
     acquire_timeout: float = 60.0
     keep_templates: int = 3
     template_retention: str = "7d"
+    #: The driver of the URLs tests get (psycopg2, asyncpg, mysqlclient, ...; one per
+    #: engine family, comma-separated, for suites on both); unset: psycopg 3 / PyMySQL.
+    driver: str | None = None
 
     @property
     def template_retention_seconds(self) -> float:
@@ -251,6 +255,7 @@ def _validate(settings: Settings) -> Settings:
         parse_duration(settings.template_retention)
     except ConfigurationError as exc:
         raise ConfigurationError(f"template_retention: {exc}") from None
+    configured_driver(settings.driver, settings.engine)
     return settings
 
 
