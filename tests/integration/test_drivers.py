@@ -10,6 +10,10 @@ in the copy's database, and reads the row the template was built with.
 from __future__ import annotations
 
 import importlib
+import json
+import os
+import subprocess
+import sys
 from typing import Any
 
 import anyio
@@ -258,5 +262,38 @@ def test_the_servers_admin_address_speaks_the_configured_driver(family_server: A
     try:
         with engine.connect() as connection:
             assert connection.exec_driver_sql("SELECT 1").scalar_one() == 1
+    finally:
+        engine.dispose()
+
+
+def test_freshdb_url_json_gives_the_parts_and_a_working_url(
+    family_server: Any, run_prefix: str, postgres_image: str
+) -> None:
+    server = family_server("postgres", "psycopg")
+    environment = {
+        key: value for key, value in os.environ.items() if not key.startswith("FRESHDB_")
+    }
+    environment.update(FRESHDB_PREFIX=run_prefix, FRESHDB_IMAGE=postgres_image)
+    result = subprocess.run(
+        [sys.executable, "-m", "freshdb", "url", "--json", "--driver", "psycopg2"],
+        capture_output=True,
+        text=True,
+        timeout=BOUND,
+        env={**environment, "FRESHDB_ENGINE": "postgres", "FRESHDB_MODE": "sticky"},
+        check=True,
+    )
+    document = json.loads(result.stdout)
+    address = server.address
+    assert document["driver"] == "psycopg2"
+    assert (document["host"], document["port"]) == (address.host, address.port)
+    assert (document["user"], document["password"]) == (address.user, address.password)
+    assert document["database"] == address.admin_database
+    assert sa.make_url(document["url"]).drivername == "postgresql+psycopg2"
+    engine = sa.create_engine(document["url"], poolclass=sa.NullPool)
+    try:
+        with engine.connect() as connection:
+            assert connection.exec_driver_sql("SELECT current_database()").scalar_one() == (
+                address.admin_database
+            )
     finally:
         engine.dispose()
