@@ -156,9 +156,9 @@ class DatabaseServer:
         # weak, so the ones the pool has closed and let go of are forgotten.
         self._workers: weakref.WeakSet[_SqlCopyWorker] = weakref.WeakSet()
         self._workers_lock = threading.Lock()
-        #: The driver of the URLs and engines tests get (the ``driver`` setting).
-        self.driver = configured_driver(self.settings.driver, self.settings.engine)
-        self._engines = EngineFactory(self.driver)
+        # The driver of the URLs and engines tests get (the ``driver`` setting).
+        self._driver = configured_driver(self.settings.driver, self.settings.engine)
+        self._engines = EngineFactory(self._driver)
 
     def __repr__(self) -> str:
         state = "running" if self._pool is not None else "stopped"
@@ -205,7 +205,7 @@ class DatabaseServer:
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator
     ) -> None:
         self._backend, self._running = backend, running
-        self._engines = EngineFactory(self.driver)  # dialect state belongs to this server
+        self._engines = EngineFactory(self._driver)  # dialect state belongs to this server
         address = running.address
         prefix = self.settings.prefix
         self._owner = naming.new_owner_id()
@@ -521,7 +521,7 @@ class DatabaseServer:
         return Database(
             self._parts(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
-            driver=self.driver,
+            driver=self._driver,
             engines=self._engines,
             warm_connection=warm,
             kept_name=copy.kept_name,
@@ -557,7 +557,7 @@ class DatabaseServer:
     @property
     def url(self) -> URL:
         """The admin URL of the server, with the configured driver."""
-        return self.url_for(self.driver.name)
+        return self.url_for(self._driver.name)
 
     def url_for(self, driver: str) -> URL:
         """The admin URL of the server for ``driver`` (e.g. ``"psycopg2"``)."""
