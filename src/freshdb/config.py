@@ -71,6 +71,9 @@ class Settings:
     #: A directory of exported templates (the CI template cache), or None: see
     #: :mod:`freshdb.template_cache`.
     template_cache: str | None = None
+    #: The driver of the URLs tests get (psycopg2, asyncpg, mysqlclient, ...; one per
+    #: engine family, comma-separated, for suites on both); unset: psycopg 3 / PyMySQL.
+    driver: str | None = None
 
     @property
     def template_retention_seconds(self) -> float:
@@ -258,6 +261,10 @@ def _validate(settings: Settings) -> Settings:
         parse_duration(settings.template_retention)
     except ConfigurationError as exc:
         raise ConfigurationError(f"template_retention: {exc}") from None
+    if settings.driver is not None:
+        from freshdb.drivers import configured_driver  # SQLAlchemy: only when a driver is set
+
+        configured_driver(settings.driver, settings.engine)
     return settings
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import time
 
 from freshdb.backends import backend_for
@@ -31,10 +32,39 @@ def command_up(args: argparse.Namespace) -> int:
 
 
 def command_url(args: argparse.Namespace) -> int:
-    """Print the admin URL of the current server, or the URL of one database."""
+    """Print the admin URL of the current server, or the URL of one database, with the
+    configured driver (``--json``: the URL and its parts)."""
+    from freshdb.drivers import ConnectionParts, configured_driver
+
     settings = settings_from(args)
+    if args.driver:
+        settings = settings.replace(driver=args.driver)
     server = current_server(settings)
-    print(url_text(server.dialect, server.address, args.database, args.plain))
+    address = server.address
+    driver = configured_driver(settings.driver, settings.engine)
+    parts = ConnectionParts(
+        server.dialect.family,
+        address.host,
+        address.port,
+        address.user,
+        address.password,
+        args.database or address.admin_database or None,
+    )
+    url = parts.dsn() if args.plain else parts.url(driver).render_as_string(hide_password=False)
+    if not args.json:
+        print(url)
+        return 0
+    document = {
+        "url": url,
+        "dsn": parts.dsn(),
+        "driver": driver.name,
+        "host": parts.host,
+        "port": parts.port,
+        "user": parts.user,
+        "password": parts.password,
+        "database": parts.database,
+    }
+    print(json.dumps(document, indent=2))
     return 0
 
 
@@ -129,6 +159,10 @@ def add_commands(add: AddCommand) -> None:
     url = add("url", command_url, "print the admin URL, or one database's URL")
     url.add_argument("--database", metavar="NAME", help="the URL of this database")
     url.add_argument("--plain", action="store_true", help="URL without the driver (for psql)")
+    url.add_argument("--driver", metavar="NAME", help="the URL for this driver (e.g. psycopg2)")
+    url.add_argument(
+        "--json", action="store_true", help="url, host, port, user, password, database, driver"
+    )
 
     shell = add("shell", command_shell, "psql or mysql inside the server's container")
     shell.add_argument("--database", metavar="NAME", help="connect to this database")

@@ -39,11 +39,15 @@ PLUGIN_SETTINGS: dict[str, str] = {
         "directory of the CI template cache: a template missing on the server is restored "
         "from it, and one built is exported to it"
     ),
+    "driver": (
+        "driver of the URLs tests get: psycopg (default), psycopg2, pg8000, asyncpg; "
+        "pymysql (default), mysqlclient, aiomysql, asyncmy; one per family, comma-separated"
+    ),
 }
 KEEP_FAILED = "keep_failed"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 #: Settings that belong to one engine: a server of another engine does not inherit them.
-_ENGINE_SPECIFIC = ("image", "url")
+_ENGINE_SPECIFIC = ("image", "url", "driver")
 
 
 def cli_flag(name: str) -> str:

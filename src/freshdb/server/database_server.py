@@ -25,6 +25,7 @@ from freshdb.config import Settings, resolve_settings
 from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
+from freshdb.drivers import ConnectionParts, configured_driver
 from freshdb.errors import (
     AcquireCancelledError,
     FreshDBError,
@@ -92,7 +93,9 @@ class DatabaseServer:
         # weak, so the ones the pool has closed and let go of are forgotten.
         self._workers: weakref.WeakSet[SqlCopyWorker] = weakref.WeakSet()
         self._workers_lock = threading.Lock()
-        self._engines = EngineFactory()
+        # The driver of the URLs and engines tests get (the ``driver`` setting).
+        self._driver = configured_driver(self.settings.driver, self.settings.engine)
+        self._engines = EngineFactory(self._driver)
 
     def __repr__(self) -> str:
         state = "running" if self._pool is not None else "stopped"
@@ -145,7 +148,7 @@ class DatabaseServer:
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator
     ) -> None:
         self._backend, self._running = backend, running
-        self._engines = EngineFactory()  # dialect state belongs to this server
+        self._engines = EngineFactory(self._driver)  # dialect state belongs to this server
         address = running.address
         prefix = self.settings.prefix
         self._owner = naming.new_owner_id()
@@ -339,13 +342,22 @@ class DatabaseServer:
         address = self.address
         warm, copy.warm_connection = copy.warm_connection, None
         return Database(
-            copy.name,
-            self.dialect.sync_url(address, copy.name),
-            self.dialect.async_url(address, copy.name),
+            self._parts(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
+            driver=self._driver,
             engines=self._engines,
             warm_connection=warm,
             kept_name=copy.kept_name,
+        )
+
+    def _parts(self, address: ServerAddress, database: str | None) -> ConnectionParts:
+        return ConnectionParts(
+            self.dialect.family,
+            address.host,
+            address.port,
+            address.user,
+            address.password,
+            database,
         )
 
     def _require_pool(self) -> ClonePool:
@@ -367,8 +379,18 @@ class DatabaseServer:
 
     @property
     def url(self) -> URL:
-        """The admin URL of the server (sync driver)."""
-        return self.dialect.sync_url(self.address)
+        """The admin URL of the server, with the configured driver."""
+        return self.url_for(self._driver.name)
+
+    def url_for(self, driver: str) -> URL:
+        """The admin URL of the server for ``driver`` (e.g. ``"psycopg2"``)."""
+        address = self.address
+        return self._parts(address, address.admin_database or None).url(driver)
+
+    def dsn(self) -> str:
+        """The admin address as a plain URI (``postgresql://…``, ``mysql://…``)."""
+        address = self.address
+        return self._parts(address, address.admin_database or None).dsn()
 
     @property
     def template(self) -> str | None:
