@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from sqlalchemy.engine import URL
@@ -49,6 +49,9 @@ class Driver:
     url_query: Mapping[str, str] = dataclasses.field(default_factory=dict)
     #: The same settings as ``connect()`` keywords.
     connect_settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    #: The fewest SCRAM hash iterations the driver accepts in a stored password
+    #: (0: any). freshdb stores one on its own servers, for cheap logins.
+    min_scram_iterations: int = 0
 
     def installed(self) -> bool:
         """Whether the driver's module can be imported here."""
@@ -97,6 +100,8 @@ DRIVERS: dict[str, Driver] = {
             serves_sync=True,
             serves_async=False,
             # pg8000's one timeout bounds every later query as well: none is set.
+            # Its SCRAM library follows RFC 7677's minimum of 4096 iterations.
+            min_scram_iterations=4096,
         ),
         Driver(
             "asyncpg",
@@ -232,6 +237,11 @@ class ConnectionParts:
     password: str
     #: The database name (``None``: the server's default for the user, MySQL only).
     database: str | None
+    #: Called with each driver an address is made for, before it is handed out: the
+    #: server's chance to accept that driver (see :attr:`Driver.min_scram_iterations`).
+    accept: Callable[[Driver], None] | None = dataclasses.field(
+        default=None, compare=False, repr=False
+    )
 
     def __repr__(self) -> str:  # never show the password
         return (
@@ -300,4 +310,7 @@ class ConnectionParts:
         return arguments
 
     def _driver(self, driver: Driver | str) -> Driver:
-        return lookup(driver, self.family) if isinstance(driver, str) else driver
+        chosen = lookup(driver, self.family) if isinstance(driver, str) else driver
+        if self.accept is not None:
+            self.accept(chosen)
+        return chosen

@@ -26,10 +26,6 @@ from freshdb.migrators import CallableMigrator
 pytestmark = [pytest.mark.docker, pytest.mark.server, pytest.mark.compat]
 
 BOUND = 60.0  # seconds: only a hang ever reaches it
-#: pg8000's SCRAM library (scramp) refuses a password hashed with fewer than 4096
-#: iterations, and freshdb's own Postgres 16+ servers store theirs with one (a
-#: cheaper login for every test). Known, and said here until the dialect decides.
-PG8000_REFUSES_CHEAP_SCRAM = "must not be < 4096"
 SEEDED = "from the template"
 
 
@@ -100,12 +96,6 @@ SYNC_DRIVERS = [
 ]
 
 
-def xfail_if_pg8000_refuses_the_password(error: BaseException) -> None:
-    """pg8000 on a Postgres 16+ server of freshdb's own: a known incompatibility."""
-    if PG8000_REFUSES_CHEAP_SCRAM in str(error):
-        pytest.xfail(f"pg8000 refuses freshdb's one-iteration SCRAM password: {error}")
-
-
 def plain_connect(driver: str, db: freshdb.Database) -> Any:
     """The driver's own connect(), given the DSN where it takes one."""
     if driver in {"psycopg", "psycopg2"}:
@@ -120,11 +110,7 @@ def test_a_sync_driver_reaches_the_copy_by_url_and_by_dsn(
 ) -> None:
     server = family_server(family, driver)
     assert server.url.drivername == drivername
-    try:
-        check_sync_driver(server, family, driver, drivername)
-    except Exception as error:
-        xfail_if_pg8000_refuses_the_password(error)
-        raise
+    check_sync_driver(server, family, driver, drivername)
 
 
 def check_sync_driver(
@@ -240,9 +226,6 @@ def test_url_for_gives_every_driver_of_the_family_the_same_copy(
             try:
                 with engine.connect() as connection:
                     assert sqlalchemy_proof(connection, family) == (db.name, SEEDED), driver
-            except Exception as error:
-                xfail_if_pg8000_refuses_the_password(error)
-                raise
             finally:
                 engine.dispose()
 

@@ -262,6 +262,13 @@ class Dialect(abc.ABC):
         """One-time tuning of a server freshdb has just started (never an external one)."""
         return None
 
+    def require_password_iterations(
+        self, conn: DBAPIConnection, address: ServerAddress, iterations: int
+    ) -> None:
+        """Make the admin password's stored hash take at least ``iterations`` (a driver
+        that refuses fewer), where :meth:`prepare_new_server` stored a cheaper one."""
+        return None
+
     @abc.abstractmethod
     def server_version(self, conn: DBAPIConnection) -> str:
         """The server's version as ``"<flavour> <major>"``, e.g. ``"postgres 15"``."""

@@ -25,7 +25,7 @@ from freshdb.config import Settings, resolve_settings
 from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
-from freshdb.drivers import ConnectionParts, configured_driver
+from freshdb.drivers import ConnectionParts, Driver, configured_driver
 from freshdb.errors import (
     AcquireCancelledError,
     FreshDBError,
@@ -77,6 +77,9 @@ class DatabaseServer:
         self.dialect: Dialect = dialect_for(self.settings.engine)
         self._schema = schema if schema is not None else self.settings.schema
         self._lock = threading.Lock()
+        # Drivers whose logins the server was made to take (pg8000 and SCRAM iterations).
+        self._accepted_drivers: set[str] = set()
+        self._drivers_lock = threading.Lock()
         self._backend: ServerBackend | None = None
         self._running: RunningServer | None = None
         self._lease: DBAPIConnection | None = None
@@ -154,6 +157,8 @@ class DatabaseServer:
         self._owner = naming.new_owner_id()
         self._lease = self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
+        self._accepted_drivers.clear()  # a new container stores a cheap password again
+        self._accept_driver(self._driver)
         self._reaped = reap_dead_owners(self.dialect, self._lease, prefix)
         cache = open_template_cache(self.settings, self.dialect, backend, address)
         builder = TemplateBuilder(self.dialect, address, prefix, self._owner, cache=cache)
@@ -358,7 +363,23 @@ class DatabaseServer:
             address.user,
             address.password,
             database,
+            accept=self._accept_driver,
         )
+
+    def _accept_driver(self, driver: Driver) -> None:
+        """Let the server take ``driver``'s logins (once per driver and session)."""
+        if not driver.min_scram_iterations or driver.name in self._accepted_drivers:
+            return
+        with self._drivers_lock:
+            if driver.name in self._accepted_drivers or self._running is None:
+                return
+            address = self._running.address
+            conn = self.dialect.connect(address)
+            try:
+                self.dialect.require_password_iterations(conn, address, driver.min_scram_iterations)
+            finally:
+                conn.close()
+            self._accepted_drivers.add(driver.name)
 
     def _require_pool(self) -> ClonePool:
         pool = self._pool

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -165,6 +166,30 @@ class PostgresDialect(PostgresLocks):
             )
         finally:
             conn.close()
+
+    def require_password_iterations(
+        self, conn: DBAPIConnection, address: ServerAddress, iterations: int
+    ) -> None:
+        """Re-hash the admin password with ``iterations`` if it is stored with fewer.
+
+        Only ever raises the count (never lowers it for a session that asked for more);
+        connections already open are not affected, and libpq-based drivers accept any
+        count, so other sessions only pay the slower login of a stock server.
+        """
+        stored = self.rows(
+            conn, "SELECT rolpassword FROM pg_authid WHERE rolname = current_user", ()
+        )
+        match = re.match(r"SCRAM-SHA-256\$(\d+):", str(stored[0][0] or "")) if stored else None
+        if match is None or int(match[1]) >= iterations:
+            return  # md5 (Postgres 15 and older) or already strong enough
+        pg = as_psycopg(conn)
+        pg.execute(sql.SQL("SET scram_iterations = {}").format(sql.Literal(iterations)))
+        pg.execute(
+            sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(address.user), sql.Literal(address.password)
+            )
+        )
+        pg.execute("RESET scram_iterations")
 
     def server_version(self, conn: DBAPIConnection) -> str:
         return f"postgres {self._major(conn)}"
