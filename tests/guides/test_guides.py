@@ -75,7 +75,8 @@ class Project:
 
 
 def guides() -> list[Path]:
-    return sorted(GUIDES.glob("*.md"))
+    """The guides (README.md is their index)."""
+    return sorted(path for path in GUIDES.glob("*.md") if path.name != "README.md")
 
 
 def blocks(path: Path) -> list[tuple[str, str]]:
@@ -126,7 +127,7 @@ def after_suites() -> list[tuple[Path, str]]:
 
 
 def test_every_guide_has_a_before_and_an_after_and_an_expectation() -> None:
-    names = {guide.name for guide in guides()} - {"README.md"}
+    names = {guide.name for guide in guides()}
     assert names == set(EXPECTED)
     for name in names:
         project = project_of(GUIDES / name)
@@ -161,8 +162,6 @@ def test_the_after_suite_passes_on_freshdb(
 
 @pytest.mark.parametrize("guide", guides(), ids=lambda guide: guide.stem)
 def test_the_guide_says_how_to_run_its_suite(guide: Path) -> None:
-    if guide.name == "README.md":
-        pytest.skip("the index has no suite")
     shell = [code for lang, code in blocks(guide) if lang == "sh"]
     assert any(EXPECTED[guide.name].command in code for code in shell), guide.name
 
@@ -177,22 +176,31 @@ def test_every_python_file_of_the_guide_compiles(guide: Path) -> None:
                 compile(code, f"{guide.name}:{variant or ''}/{name}", "exec")
 
 
-def test_the_pytest_postgresql_move_is_a_one_line_change() -> None:
-    project = project_of(GUIDES / "pytest-postgresql.md")
+@pytest.mark.parametrize(
+    ("guide", "name", "changes", "new_line"),
+    [
+        # One import changes.
+        ("pytest-postgresql.md", "conftest.py", "-+", "freshdb.compat.pytest_postgresql"),
+        # One setting is added.
+        ("django.md", "proj/settings.py", "+", 'TEST_RUNNER = "freshdb.django.TestRunner"'),
+    ],
+)
+def test_the_move_is_a_one_line_change(guide: str, name: str, changes: str, new_line: str) -> None:
+    project = project_of(GUIDES / guide)
     # The first line of each is its file name.
-    before = project.variants["before"]["conftest.py"].splitlines()[1:]
-    after = project.variants["after"]["conftest.py"].splitlines()[1:]
+    before = project.variants["before"][name].splitlines()[1:]
+    after = project.variants["after"][name].splitlines()[1:]
     changed = [
         line
         for line in difflib.unified_diff(before, after, lineterm="", n=0)
         if line[:1] in "+-" and not line.startswith(("+++", "---"))
     ]
-    assert [line[0] for line in changed] == ["-", "+"], changed
-    assert "freshdb.compat.pytest_postgresql" in changed[1]
+    assert "".join(line[0] for line in changed) == changes, changed
+    assert new_line in changed[-1], changed
 
 
 def test_links_between_guides_point_to_files_that_exist() -> None:
-    for document in [*guides(), ROOT / "README.md"]:
+    for document in [*guides(), GUIDES / "README.md", ROOT / "README.md"]:
         for target in LINK.findall(document.read_text()):
             if "://" not in target:
                 assert (document.parent / target).exists(), (document.name, target)
@@ -203,5 +211,4 @@ def test_the_readme_links_the_guides() -> None:
     assert "docs/migrate-from/README.md" in linked
     index = set(LINK.findall((GUIDES / "README.md").read_text()))
     for guide in guides():
-        if guide.name != "README.md":
-            assert guide.name in index, guide.name
+        assert guide.name in index, guide.name
