@@ -381,9 +381,9 @@ def postgresql_noproc(
     own_loads = list(load or [])
     external: dict[str, Any] = {}
     if host is not None or port is not None:
-        if "url" in settings:
+        if "url" in settings or "mode" in settings:
             raise ConfigurationError(
-                "postgresql_noproc() got both host/port and url= — give the server one way"
+                "postgresql_noproc() got host/port and url= or mode= — give the server one way"
             )
         external["url"] = URL.create(
             "postgresql+psycopg",
@@ -393,6 +393,9 @@ def postgresql_noproc(
             port=int(port or 5432),
             database=maintenance_dbname or "postgres",
         ).render_as_string(hide_password=False)
+        # Explicitly: a sticky or throwaway mode from the run's options would
+        # otherwise win over the URL.
+        external["mode"] = "external"
     elif user is not None or password is not None or maintenance_dbname is not None:
         raise ConfigurationError(
             "postgresql_noproc(user=/password=/maintenance_dbname=) describe a server that "
