@@ -310,3 +310,65 @@ def test_a_suite_moves_by_changing_its_import(
     result = run(project, [*options, "-n", "2"])
     result.assert_outcomes(passed=6)
     assert len(builds(project)) == 1  # one template for both workers
+
+
+@pytest.mark.server
+def test_pytest_postgresqls_load_options_fill_the_default_template(
+    project: pytest.Pytester, options: list[str]
+) -> None:
+    project.makeini(
+        textwrap.dedent(
+            """
+            [pytest]
+            asyncio_default_fixture_loop_scope = function
+            postgresql_load =
+                schema.sql
+                loaders:seed
+            """
+        )
+    )
+    project.makeconftest('pytest_plugins = ["freshdb.compat.pytest_postgresql"]')
+    project.makepyfile(
+        test_configured=textwrap.dedent(
+            """
+            def test_loaded_from_the_ini_file(postgresql):
+                assert postgresql.execute("SELECT count(*) FROM authors").fetchone() == (2,)
+            """
+        )
+    )
+    result = run(project, options)
+    result.assert_outcomes(passed=1)
+    assert [line.split()[0] for line in builds(project)] == ["seed"]
+
+    # The command line wins over the ini file, as in pytest-postgresql.
+    (project.path / "other.sql").write_text(SCHEMA + "INSERT INTO authors (name) VALUES ('x');")
+    project.makepyfile(
+        test_configured=textwrap.dedent(
+            """
+            def test_loaded_from_the_command_line(postgresql):
+                assert postgresql.execute("SELECT name FROM authors").fetchall() == [("x",)]
+            """
+        )
+    )
+    result = run(project, [*options, "--postgresql-load=other.sql"])
+    result.assert_outcomes(passed=1)
+
+
+def test_loading_the_plugin_beside_pytest_postgresql_says_what_to_do(
+    project: pytest.Pytester,
+) -> None:
+    # A stand-in registered under pytest-postgresql's plugin name, with its options.
+    project.makepyfile(
+        pytest_postgresql=textwrap.dedent(
+            """
+            def pytest_addoption(parser):
+                parser.addoption("--postgresql-load", action="append", dest="postgresql_load")
+                parser.addini("postgresql_load", "", type="pathlist")
+            """
+        )
+    )
+    project.makeconftest('pytest_plugins = ["freshdb.compat.pytest_postgresql"]')
+    project.makepyfile(test_nothing="def test_nothing():\n    pass\n")
+    result = project.runpytest_subprocess("-p", "pytest_postgresql", timeout=120)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*uninstall pytest-postgresql*-p no:pytest_postgresql*"])

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import inspect
-import re
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +51,9 @@ _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 # Settings the factories decide themselves (the engine) or take from their own
 # arguments (url, through host/port/user/password of postgresql_noproc).
 _RESERVED_SETTINGS = frozenset({"engine", "schema"})
-_IMPORT_SEPARATOR = re.compile(r"[.:]")
+#: pytest-postgresql's options for what to load (registered by the plugin module).
+LOAD_OPTION = "postgresql_load"
+AUTOCOMMIT_OPTION = "postgresql_load_autocommit"
 
 
 class ServerDetails:
@@ -269,6 +271,33 @@ def _check_settings(factory: str, settings: Mapping[str, Any]) -> None:
         )
 
 
+def configured_loads(config: pytest.Config) -> tuple[list[Load], bool | None]:
+    """pytest-postgresql's ``--postgresql-load`` / ``postgresql_load`` and
+    ``--postgresql-load-autocommit`` / ``postgresql_load_autocommit``, when the
+    compatibility plugin registered them: what factories without ``load=`` load.
+
+    As in pytest-postgresql, a value ending in ``.sql`` is a SQL file (relative to
+    the working directory, or in the ini file to the ini file's directory); any
+    other is an import path.
+    """
+    values: list[Any] = []
+    autocommit: bool | None = None
+    try:
+        values = list(config.getoption(LOAD_OPTION) or [])
+        if not values and config.inipath is not None:
+            # pathlist made every value a path next to the ini file: an import path
+            # is given back as it was written.
+            values = [
+                path if str(path).endswith(".sql") else os.path.relpath(path, config.inipath.parent)
+                for path in config.getini(LOAD_OPTION) or []
+            ]
+        autocommit = bool(config.getoption(AUTOCOMMIT_OPTION) or config.getini(AUTOCOMMIT_OPTION))
+    except ValueError:  # the plugin is not loaded: the factories are used on their own
+        pass
+    loads: list[Load] = [Path(str(v)) if str(v).endswith(".sql") else str(v) for v in values]
+    return loads, autocommit
+
+
 def _start(
     request: pytest.FixtureRequest,
     *,
@@ -339,12 +368,14 @@ def postgresql_proc(
 
     @pytest.fixture(scope="session")
     def postgresql_proc_fixture(request: pytest.FixtureRequest) -> ServerDetails:
+        configured, configured_autocommit = configured_loads(request.config)
+        autocommit = configured_autocommit if load_autocommit is None else load_autocommit
         return _start(
             request,
-            loads=loads,
+            loads=loads or configured,
             settings=settings,
             options=options,
-            load_autocommit=bool(load_autocommit),
+            load_autocommit=bool(autocommit),
         )
 
     postgresql_proc_fixture.__doc__ = "freshdb's Postgres server (pytest-postgresql's proc)."
@@ -407,7 +438,8 @@ def postgresql_noproc(
     def postgresql_noproc_fixture(request: pytest.FixtureRequest) -> ServerDetails:
         loads: list[Load] = []
         merged: dict[str, Any] = {}
-        autocommit = bool(load_autocommit)
+        configured, configured_autocommit = configured_loads(request.config)
+        autocommit = bool(configured_autocommit if load_autocommit is None else load_autocommit)
         if depends_on:
             base = request.getfixturevalue(depends_on)
             if not isinstance(base, ServerDetails):
@@ -419,7 +451,8 @@ def postgresql_noproc(
             merged.update(base.settings)
             if load_autocommit is None:
                 autocommit = base.load_autocommit
-        loads.extend(own_loads)
+        # The configured loads are the base's business, not each layer's again.
+        loads.extend(own_loads or ([] if depends_on else configured))
         merged.update(settings)
         merged.update(external)
         return _start(
