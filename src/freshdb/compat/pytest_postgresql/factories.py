@@ -9,6 +9,7 @@ that template, taken from the pool (no ``CREATE DATABASE`` while the test waits)
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib
 import inspect
@@ -48,8 +49,7 @@ _SERVER_CHOSEN = (
     ".password) or from postgresql.info"
 )
 _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
-# Settings the factories decide themselves (the engine) or take from their own
-# arguments (url, through host/port/user/password of postgresql_noproc).
+# Settings the factories decide themselves: the engine, and the schema (from load=).
 _RESERVED_SETTINGS = frozenset({"engine", "schema"})
 #: pytest-postgresql's options for what to load (registered by the plugin module).
 LOAD_OPTION = "postgresql_load"
@@ -110,22 +110,14 @@ class ServerDetails:
         """The running test's copy (see the class docstring), else the template."""
         return self._current[-1] if self._current else self.template_dbname
 
-    def _using(self, database: str) -> _Using:
-        return _Using(self._current, database)
-
-
-class _Using:
-    """While a test holds a connection: its copy is what ``ServerDetails.dbname`` names."""
-
-    def __init__(self, names: list[str], name: str) -> None:
-        self.names = names
-        self.name = name
-
-    def __enter__(self) -> None:
-        self.names.append(self.name)
-
-    def __exit__(self, *exc: object) -> None:
-        self.names.remove(self.name)
+    @contextlib.contextmanager
+    def holding(self, database: str) -> Iterator[None]:
+        """While a test holds a connection to ``database``, ``dbname`` names it."""
+        self._current.append(database)
+        try:
+            yield
+        finally:
+            self._current.remove(database)
 
 
 # -- loading the template -----------------------------------------------------------
@@ -518,7 +510,7 @@ def _connected(
     try:
         if isolation_level is not None:
             connection.isolation_level = isolation_level
-        with details._using(database.name):
+        with details.holding(database.name):
             yield connection
     finally:
         connection.close()
