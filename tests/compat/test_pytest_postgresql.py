@@ -140,11 +140,17 @@ def test_the_default_fixtures_loaded_as_a_plugin(
 
             def test_noproc_is_freshdbs_configured_server(postgresql_noproc, postgresql_proc):
                 assert postgresql_noproc.server.url == postgresql_proc.server.url
+
+
+            @pytest.mark.asyncio
+            async def test_the_async_fixture(postgresql_async):
+                cursor = await postgresql_async.execute("SELECT count(*) FROM books")
+                assert await cursor.fetchone() == (0,)
             """
         )
     )
     result = run(project, options)
-    result.assert_outcomes(passed=6)
+    result.assert_outcomes(passed=7)
 
 
 @pytest.mark.server
@@ -372,3 +378,52 @@ def test_loading_the_plugin_beside_pytest_postgresql_says_what_to_do(
     result = project.runpytest_subprocess("-p", "pytest_postgresql", timeout=120)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*uninstall pytest-postgresql*-p no:pytest_postgresql*"])
+
+
+@pytest.mark.server
+def test_async_connections_to_fresh_copies(project: pytest.Pytester, options: list[str]) -> None:
+    project.makeconftest(
+        textwrap.dedent(
+            """
+            from pathlib import Path
+
+            import psycopg
+
+            from freshdb.compat.pytest_postgresql import factories
+
+            postgresql_proc = factories.postgresql_proc(
+                load=[Path(__file__).parent / "schema.sql", "loaders:seed"]
+            )
+            postgresql_async = factories.postgresql_async("postgresql_proc")
+            serializable = factories.postgresql_async(
+                "postgresql_proc", isolation_level=psycopg.IsolationLevel.SERIALIZABLE
+            )
+            """
+        )
+    )
+    project.makepyfile(
+        test_async=textwrap.dedent(
+            """
+            import psycopg
+            import pytest
+
+
+            @pytest.mark.asyncio
+            @pytest.mark.parametrize("n", range(2))
+            async def test_a_fresh_copy(postgresql_async, postgresql_proc, n):
+                assert isinstance(postgresql_async, psycopg.AsyncConnection)
+                assert postgresql_proc.dbname == postgresql_async.info.dbname
+                cursor = await postgresql_async.execute("SELECT count(*) FROM authors")
+                assert await cursor.fetchone() == (2,)
+                await postgresql_async.execute("DELETE FROM authors")
+                await postgresql_async.commit()
+
+
+            @pytest.mark.asyncio
+            async def test_the_isolation_level(serializable):
+                assert serializable.isolation_level == psycopg.IsolationLevel.SERIALIZABLE
+            """
+        )
+    )
+    result = run(project, options)
+    result.assert_outcomes(passed=3)

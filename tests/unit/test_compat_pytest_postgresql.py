@@ -128,3 +128,8 @@ def test_a_loader_is_fingerprinted_by_its_modules_source(loader_module: Path) ->
 def test_a_loader_without_source_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="cannot read the source"):
         _FunctionLoad(len).fingerprint()
+
+
+def test_an_async_client_fixture_with_its_own_dbname_is_refused() -> None:
+    with pytest.raises(ConfigurationError, match=r"postgresql_async\.info\.dbname"):
+        factories.postgresql_async("postgresql_proc", dbname="test")

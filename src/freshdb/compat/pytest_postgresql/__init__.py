@@ -5,8 +5,9 @@ line::
 
     from freshdb.compat.pytest_postgresql import factories   # was: from pytest_postgresql
 
-A suite that uses the default fixtures (``postgresql``, ``postgresql_proc``,
-``postgresql_noproc``) loads this module as a plugin instead, in its top conftest::
+A suite that uses the default fixtures (``postgresql``, ``postgresql_async``,
+``postgresql_proc``, ``postgresql_noproc``) loads this module as a plugin instead,
+in its top conftest::
 
     pytest_plugins = ["freshdb.compat.pytest_postgresql"]
 
@@ -17,6 +18,8 @@ connection to a fresh copy of freshdb's template, handed out from a pool;
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import pytest
 
@@ -75,3 +78,7 @@ postgresql_proc = factories.postgresql_proc()
 postgresql_noproc = factories.postgresql_noproc()
 #: A psycopg 3 connection to a fresh copy of ``postgresql_proc``'s template.
 postgresql = factories.postgresql("postgresql_proc")
+
+if importlib.util.find_spec("pytest_asyncio") is not None:
+    #: The same for async tests (a pytest-asyncio fixture).
+    postgresql_async = factories.postgresql_async("postgresql_proc")

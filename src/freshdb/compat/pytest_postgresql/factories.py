@@ -14,7 +14,7 @@ import dataclasses
 import importlib
 import inspect
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,13 @@ from freshdb.migrators.base import ComposedMigrator, Migrator, digest
 from freshdb.pytest_plugin import _hand_out, _registry
 from freshdb.server import DatabaseServer
 
-__all__ = ["ServerDetails", "postgresql", "postgresql_noproc", "postgresql_proc"]
+__all__ = [
+    "ServerDetails",
+    "postgresql",
+    "postgresql_async",
+    "postgresql_noproc",
+    "postgresql_proc",
+]
 
 #: What ``load=`` takes, as in pytest-postgresql: a ``Path`` of a SQL file, an import
 #: path of a loader function (``"package.module:function"``), or the function itself.
@@ -479,13 +485,7 @@ def postgresql(
 
     @pytest.fixture
     def postgresql_fixture(request: pytest.FixtureRequest) -> Iterator[psycopg.Connection[Any]]:
-        details = request.getfixturevalue(process_fixture_name)
-        if not isinstance(details, ServerDetails):
-            raise ConfigurationError(
-                f"postgresql({process_fixture_name!r}): that fixture is not a process "
-                "fixture of freshdb.compat.pytest_postgresql — make it with "
-                "factories.postgresql_proc() or factories.postgresql_noproc()"
-            )
+        details = _details(request, process_fixture_name, "postgresql")
         for database in _hand_out(request, details.server):
             yield from _connected(database, details, isolation_level)
 
@@ -514,3 +514,65 @@ def _connected(
             yield connection
     finally:
         connection.close()
+
+
+def postgresql_async(
+    process_fixture_name: str,
+    dbname: str | None = None,
+    isolation_level: psycopg.IsolationLevel | None = None,
+) -> Callable[..., AsyncIterator[psycopg.AsyncConnection[Any]]]:
+    """:func:`postgresql` for async tests: a ``psycopg.AsyncConnection`` to a fresh copy.
+
+    A pytest-asyncio fixture, as pytest-postgresql's is (``pip install
+    pytest-asyncio``; mark the tests ``@pytest.mark.asyncio``).
+    """
+    if dbname is not None:
+        raise ConfigurationError(
+            f"postgresql_async({process_fixture_name!r}, dbname={dbname!r}): freshdb names "
+            "each test's copy itself — remove dbname= and read the name from "
+            "postgresql_async.info.dbname"
+        )
+    try:
+        import pytest_asyncio
+    except ImportError:
+        raise ConfigurationError(
+            "postgresql_async fixtures are pytest-asyncio fixtures: pip install pytest-asyncio"
+        ) from None
+
+    @pytest_asyncio.fixture
+    async def postgresql_async_fixture(
+        request: pytest.FixtureRequest,
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        details = _details(request, process_fixture_name, "postgresql_async")
+        async with details.server.adatabase() as database:
+            url = database.url
+            connection = await psycopg.AsyncConnection.connect(
+                host=url.host,
+                port=url.port,
+                user=url.username,
+                password=url.password,
+                dbname=database.name,
+                options=details.options,
+            )
+            try:
+                if isolation_level is not None:
+                    await connection.set_isolation_level(isolation_level)
+                with details.holding(database.name):
+                    yield connection
+            finally:
+                await connection.close()
+
+    postgresql_async_fixture.__doc__ = "An async psycopg connection to a fresh copy."
+    result: Callable[..., AsyncIterator[psycopg.AsyncConnection[Any]]] = postgresql_async_fixture
+    return result
+
+
+def _details(request: pytest.FixtureRequest, name: str, factory: str) -> ServerDetails:
+    details = request.getfixturevalue(name)
+    if not isinstance(details, ServerDetails):
+        raise ConfigurationError(
+            f"{factory}({name!r}): that fixture is not a process fixture of "
+            "freshdb.compat.pytest_postgresql — make it with factories.postgresql_proc() "
+            "or factories.postgresql_noproc()"
+        )
+    return details
