@@ -33,7 +33,7 @@ from freshdb.migrators import ComposedMigrator, MetadataMigrator, Migrator, desc
 from freshdb.migrators.base import shortened_statement
 
 if TYPE_CHECKING:
-    from freshdb.template_cache import TemplateCache
+    from freshdb.template_cache.cache import TemplateCache
 
 log = logging.getLogger("freshdb")
 

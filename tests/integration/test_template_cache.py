@@ -17,7 +17,7 @@ import sqlalchemy as sa
 
 import freshdb
 from freshdb.migrators import CallableMigrator
-from freshdb.template_cache import MANIFEST_NAME, CacheManifest, file_sha256
+from freshdb.template_cache.manifest import MANIFEST_NAME, CacheManifest, file_sha256
 
 from ..conftest import RUN_PREFIX, ServerUnderTest
 

@@ -19,18 +19,15 @@ from freshdb.dialects.base import ServerAddress
 from freshdb.migrators import SqlMigrator
 from freshdb.pytest_plugin.options import PLUGIN_SETTINGS, server_spec
 from freshdb.template import TemplateFingerprint
-from freshdb.template_cache import (
+from freshdb.template_cache.cache import TemplateCache, open_template_cache
+from freshdb.template_cache.dump_tools import MySQLDumpTool, PostgresDumpTool
+from freshdb.template_cache.fingerprint import predicted_fingerprint, server_version_from_image
+from freshdb.template_cache.manifest import (
     MANIFEST_NAME,
     CacheEntryError,
     CacheManifest,
-    MySQLDumpTool,
-    PostgresDumpTool,
-    TemplateCache,
     file_sha256,
-    open_template_cache,
-    predicted_fingerprint,
     refusal,
-    server_version_from_image,
 )
 
 ADDRESS = ServerAddress("127.0.0.1", 5432, "postgres", "secret", "postgres")

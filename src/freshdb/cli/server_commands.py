@@ -140,7 +140,7 @@ def command_warm(args: argparse.Namespace) -> int:
 def command_fingerprint(args: argparse.Namespace) -> int:
     """Print the template fingerprint for the settings and schema (a CI cache key)."""
     from freshdb.migrators import as_migrator, describe
-    from freshdb.template_cache import template_fingerprint
+    from freshdb.template_cache.fingerprint import template_fingerprint
 
     settings = settings_from(args)
     migrator = as_migrator(settings.schema, dialect_for(settings.engine).sqlalchemy_name)

@@ -37,7 +37,7 @@ from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.server.copy_worker import SqlCopyWorker
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.template import Template, TemplateBuilder
-from freshdb.template_cache import open_template_cache
+from freshdb.template_cache.cache import open_template_cache
 
 log = logging.getLogger("freshdb")
 
