@@ -22,7 +22,7 @@ tests, and running tests that use no freshdb fixture start nothing and call no D
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -180,6 +180,17 @@ def pytest_unconfigure(config: pytest.Config) -> None:
 # -- how a test gets its server and database ------------------------------------------
 def _registry(request: pytest.FixtureRequest) -> ServerRegistry:
     return request.config.stash[_REGISTRY]
+
+
+def session_server(config: pytest.Config, overrides: Mapping[str, Any]) -> DatabaseServer:
+    """The session's started server for the run's settings with ``overrides``.
+
+    For integrations (pytest-django's): the server is shared with the plugin's
+    fixtures, one throwaway container serves every xdist worker, and the plugin
+    stops it at the session's end.
+    """
+    registry = config.stash[_REGISTRY]
+    return registry.server(registry.spec(overrides))
 
 
 def _server_for_test(request: pytest.FixtureRequest) -> DatabaseServer:
