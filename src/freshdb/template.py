@@ -80,14 +80,16 @@ def build_progress_shown(write: Callable[[str], None]) -> Iterator[None]:
 
 
 def _show(line: str) -> None:
-    log.info("%s", line)
     with _PROGRESS_WRITERS_LOCK:
         write = _PROGRESS_WRITERS[-1] if _PROGRESS_WRITERS else None
-    if write is not None:
-        try:
-            write(line)
-        except Exception as exc:  # a closed terminal never fails a build
-            log.debug("showing build progress failed: %s", exc)
+    if write is None:
+        log.info("%s", line.removeprefix("freshdb: "))
+        return
+    log.debug("%s", line)  # shown already: once is enough where the log is shown too
+    try:
+        write(line)
+    except Exception as exc:  # a closed terminal never fails a build
+        log.debug("showing build progress failed: %s", exc)
 
 
 class BuildProgress:
