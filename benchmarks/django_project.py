@@ -41,6 +41,9 @@ DATABASES = {{
         "PASSWORD": os.environ.get("BENCH_DB_PASSWORD", ""),
         "HOST": os.environ.get("BENCH_DB_HOST", "127.0.0.1"),
         "PORT": os.environ.get("BENCH_DB_PORT", "5432"),
+        # pytest-django's own test database (kept with --reuse-db): a peer_ name,
+        # which the benchmark's clean-up drops.
+        "TEST": {{"NAME": os.environ.get("BENCH_DB_TEST_NAME")}},
     }}
 }}
 USE_TZ = True
@@ -268,6 +271,8 @@ def shop_files(tests: int) -> dict[str, str]:
     return files
 
 
+#: Migrations of the Django apps the project installs (contenttypes 2, auth 12 in 5.x).
+DJANGO_APP_MIGRATIONS = 14
 #: Every how many migrations the history creates a model, and runs a data migration.
 MODEL_EVERY = 5
 DATA_EVERY = 25
