@@ -59,6 +59,29 @@ python_files = test_*.py
 addopts = -p no:cacheprovider
 """
 
+#: The project's conftest: when ``BENCH_TIMES_FILE`` is set, the time from the start
+#: of the second test to the end of the session, in that file. The first test's
+#: setup holds the session's database setup; the rest is what each test costs.
+CONFTEST = """\
+import json
+import os
+import time
+
+_STARTS = []
+
+
+def pytest_runtest_logstart(nodeid, location):
+    if len(_STARTS) < 2:
+        _STARTS.append(time.perf_counter())
+
+
+def pytest_sessionfinish(session):
+    path = os.environ.get("BENCH_TIMES_FILE")
+    if path and len(_STARTS) == 2:
+        with open(path, "w") as stream:
+            json.dump({"after_first_test": time.perf_counter() - _STARTS[1]}, stream)
+"""
+
 ID_FIELD = "models.BigAutoField(auto_created=True, primary_key=True, serialize=False)"
 
 
@@ -344,7 +367,7 @@ def write_project(root: Path, *, tests: int, history: int = 0) -> Path:
         "proj/__init__.py": "",
         "proj/settings.py": SETTINGS.format(history_app='    "history",\n' if history else ""),
         "pytest.ini": PYTEST_INI,
-        "conftest.py": "",
+        "conftest.py": CONFTEST,
         **shop_files(tests),
     }
     if history:

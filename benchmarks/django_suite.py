@@ -12,11 +12,16 @@ tests) runs in a new pytest process three ways, on the bench Postgres server:
 
 Every test runs the same queries on the same server in all three, so the
 difference per test, ``(wall - own wall) / tests`` paired run by run, is what the
-integration adds. Runs are interleaved, as in :mod:`benchmarks.suites`.
+integration adds, session start-up included; the time per test from the second
+test on (the first test's setup holds the session's database setup) separates
+what each test costs from what the session costs once. Runs are interleaved, as
+in :mod:`benchmarks.suites`.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import subprocess
 import sys
@@ -31,6 +36,7 @@ from benchmarks.stats import Summary, overhead_per_test
 
 GROUP_WALL = "Django suite of {n} tests under pytest-django: wall time (pytest subprocess)"
 GROUP_OVERHEAD = "Django suite: added per test = (wall - own setup's wall) / {n}"
+GROUP_PER_TEST = "Django suite: per test once the session's database is set up (tests 2..{n}+1)"
 TEST_DATABASE = "peer_django_test"
 
 VARIANTS = {
@@ -62,18 +68,35 @@ def environment(context: BenchContext) -> dict[str, str]:
     return env
 
 
-def run_pytest(root: Path, env: dict[str, str], tests: int, *options: str) -> float:
-    """Run the project's suite in a new process; its wall time in seconds."""
+@dataclasses.dataclass(frozen=True)
+class SuiteRun:
+    """One pytest run: its wall time, and the time from its second test to its end."""
+
+    wall: float
+    tests_phase: float
+
+
+def run_pytest(root: Path, env: dict[str, str], tests: int, *options: str) -> SuiteRun:
+    """Run the project's suite in a new process; how long it took."""
+    times = root / "times.json"
+    times.unlink(missing_ok=True)
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", *options]
     started = time.perf_counter()
-    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        command,
+        cwd=root,
+        env={**env, "BENCH_TIMES_FILE": str(times)},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     wall = time.perf_counter() - started
     if result.returncode != 0 or f"{tests} passed" not in result.stdout:
         raise RuntimeError(
             f"the Django suite ({' '.join(options)}) failed (exit {result.returncode}):\n"
             f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
         )
-    return wall
+    return SuiteRun(wall, float(json.loads(times.read_text())["after_first_test"]))
 
 
 def run(context: BenchContext) -> list[Figure]:
@@ -83,6 +106,7 @@ def run(context: BenchContext) -> list[Figure]:
     repetitions = context.count(3, 1)
     env = environment(context)
     walls: dict[str, list[float]] = {key: [] for key in VARIANTS}
+    phases: dict[str, list[float]] = {key: [] for key in VARIANTS}
     with tempfile.TemporaryDirectory(prefix="freshdb-bench-django-") as temporary:
         root = django_project.write_project(Path(temporary) / "project", tests=asked)
         for _label, options in VARIANTS.values():
@@ -90,7 +114,9 @@ def run(context: BenchContext) -> list[Figure]:
             run_pytest(root, env, tests, *options)
         for _ in range(repetitions):
             for key, (_label, options) in VARIANTS.items():
-                walls[key].append(run_pytest(root, env, tests, *options))
+                outcome = run_pytest(root, env, tests, *options)
+                walls[key].append(outcome.wall)
+                phases[key].append(outcome.tests_phase)
     figures = [
         Figure(
             f"django.wall.{key}",
@@ -111,9 +137,22 @@ def run(context: BenchContext) -> list[Figure]:
             label,
             "ms",
             Summary.of(overhead_per_test(walls[key], walls["own"], tests)),
-            note="negative: faster than the own setup" if key == "freshdb" else "",
+            note="whole run: session start-up included" if key == "freshdb" else "",
         )
         for key, (label, _options) in VARIANTS.items()
         if key != "own"
+    ]
+    figures += [
+        Figure(
+            f"django.per_test.{key}",
+            GROUP_PER_TEST.format(n=tests - 1),
+            label,
+            "ms",
+            Summary.of([phase / (tests - 1) * 1000.0 for phase in phases[key]]),
+            Comparison(f"django.per_test.{key}", "django.per_test.own", "freshdb/own")
+            if key != "own"
+            else None,
+        )
+        for key, (label, _options) in VARIANTS.items()
     ]
     return figures
