@@ -137,6 +137,8 @@ def test_runner_serial_and_parallel_from_one_cached_template(
     assert "Ran 6 tests" in output and "OK" in output
     main_copy, template = MAIN_COPY.search(output).groups()  # type: ignore[union-attr]
     assert "built in" in output
+    # The runner shows the build as it goes, as pytest-django's integration does.
+    assert f"freshdb: building template {template}: 1/" in output
     assert django_project.migrations_run(root) == 1
     seen = records(project_env)
     assert {r["database"] for r in seen.values()} == {main_copy}
@@ -149,6 +151,7 @@ def test_runner_serial_and_parallel_from_one_cached_template(
     assert "Ran 6 tests" in output and "OK" in output
     main_copy, reused_template = MAIN_COPY.search(output).groups()  # type: ignore[union-attr]
     assert reused_template == template and "(reused)" in output
+    assert f"freshdb: template {template} reused" in output
     assert django_project.migrations_run(root) == 1
     seen = records(project_env)
     workers = {r["pid"]: r["database"] for r in seen.values()}
