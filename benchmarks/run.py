@@ -24,7 +24,17 @@ if __package__ in (None, ""):
     # Run as a script (`python benchmarks/run.py`): make `benchmarks` importable.
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks import acquire, memory, per_test, savepoint, servers, startup, suites
+from benchmarks import (
+    acquire,
+    django_history,
+    django_suite,
+    memory,
+    per_test,
+    savepoint,
+    servers,
+    startup,
+    suites,
+)
 from benchmarks.context import BENCH_DIRECTORY, BenchContext, open_context
 from benchmarks.report import Figure, Report
 
@@ -36,6 +46,8 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "suites": suites.run,
     "startup": startup.run,
     "servers": servers.run,
+    "django_suite": django_suite.run,
+    "django_history": django_history.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")

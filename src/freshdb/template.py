@@ -13,11 +13,14 @@ server keeps.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
+import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,14 @@ from freshdb import naming
 from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError, MigrationError
-from freshdb.migrators import ComposedMigrator, MetadataMigrator, Migrator, describe, digest
+from freshdb.migrators import (
+    ComposedMigrator,
+    MetadataMigrator,
+    Migrator,
+    describe,
+    digest,
+    progress_reported_to,
+)
 from freshdb.migrators.base import shortened_statement
 
 if TYPE_CHECKING:
@@ -43,6 +53,75 @@ PROJECTS_REMEMBERED = 16
 _FIX_THE_MIGRATION = (
     "Fix the migration; no template was marked complete, so the next run builds it again"
 )
+
+
+#: Where build progress is shown (a line at a time), innermost last; empty: only logged.
+_PROGRESS_WRITERS: list[Callable[[str], None]] = []
+_PROGRESS_WRITERS_LOCK = threading.Lock()
+#: Progress lines are at least this far apart (the first and the last always show).
+PROGRESS_INTERVAL_SECONDS = 1.0
+
+
+@contextlib.contextmanager
+def build_progress_shown(write: Callable[[str], None]) -> Iterator[None]:
+    """Show template builds (and reuses) of this block through ``write``, one line each.
+
+    Used where someone watches: pytest's terminal, ``freshdb warm``, Django's runner.
+    """
+    with _PROGRESS_WRITERS_LOCK:
+        _PROGRESS_WRITERS.append(write)
+    try:
+        yield
+    finally:
+        with _PROGRESS_WRITERS_LOCK:
+            _PROGRESS_WRITERS.remove(write)
+
+
+def _show(line: str) -> None:
+    with _PROGRESS_WRITERS_LOCK:
+        write = _PROGRESS_WRITERS[-1] if _PROGRESS_WRITERS else None
+    if write is None:
+        log.info("%s", line.removeprefix("freshdb: "))
+        return
+    log.debug("%s", line)  # shown already: once is enough where the log is shown too
+    try:
+        write(line)
+    except Exception as exc:  # a closed terminal never fails a build
+        log.debug("showing build progress failed: %s", exc)
+
+
+class BuildProgress:
+    """Throttled lines about one template build: step ``n`` of ``total`` and time so far.
+
+    Called with each step as it starts; shows the first step, then at most one line
+    per ``interval`` seconds (the step starting then), so a long history shows
+    where it is without a line per migration in a CI log.
+    """
+
+    def __init__(
+        self,
+        template: str,
+        write: Callable[[str], None],
+        *,
+        interval: float = PROGRESS_INTERVAL_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.template = template
+        self.write = write
+        self.interval = interval
+        self.clock = clock
+        self.started = clock()
+        self._shown_at: float | None = None
+
+    def __call__(self, step: int, total: int, name: str) -> None:
+        now = self.clock()
+        if self._shown_at is not None and now - self._shown_at < self.interval:
+            return
+        self._shown_at = now
+        self.write(
+            f"freshdb: building template {self.template}: {step}/{total} {name} "
+            f"({now - self.started:.1f} s)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +230,7 @@ class TemplateBuilder:
             if self.dialect.template_is_complete(lease, name):
                 template = Template(name, fingerprint, reused=True)
                 record_use(self.dialect, lease, name, project)
+                _show(f"freshdb: template {name} reused ({describe(migrator)})")
                 if self.cache is not None:
                     scratch = naming.build_name(self.prefix, fingerprint, self.owner)
                     self.cache.export_template(lease, name, wanted, describe(migrator), scratch)
@@ -193,8 +273,9 @@ class TemplateBuilder:
         try:
             restored = self.cache is not None and self.cache.restore(lease, build, wanted)
             if not restored:
-                log.info("building template %s with %s", name, describe(migrator))
-                self._migrate(migrator, build)
+                _show(f"freshdb: building template {name} with {describe(migrator)}")
+                with progress_reported_to(BuildProgress(name, _show)):
+                    self._migrate(migrator, build)
                 if self.cache is not None:
                     self.cache.export(lease, build, wanted, describe(migrator))
             now = _now()
@@ -216,7 +297,8 @@ class TemplateBuilder:
                 log.warning("could not drop the failed build %s: %s", build, drop_error)
             raise
         seconds = time.perf_counter() - started
-        log.info("template %s %s in %.2f s", name, "restored" if restored else "built", seconds)
+        verb = "restored from the cache" if restored else "built"
+        _show(f"freshdb: template {name} {verb} in {seconds:.2f} s")
         return Template(name, fingerprint, reused=False, build_seconds=seconds, restored=restored)
 
     def _migrate(self, migrator: Migrator, database: str) -> None:

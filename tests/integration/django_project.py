@@ -289,3 +289,60 @@ def migrations_run(root: Path) -> int:
     """How many times the data migration ran (each template build runs it once)."""
     log = root / "migrations.log"
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def add_history(root: Path, count: int) -> None:
+    """Add ``count`` migrations to ``library`` after ``0001_initial``: a longer history
+    (each adds a nullable column to ``Author``)."""
+    previous = "0001_initial"
+    fields = []
+    for number in range(2, count + 2):
+        name = f"{number:04d}_author_field_{number}"
+        (root / "library/migrations" / f"{name}.py").write_text(
+            "from django.db import migrations, models\n\n\n"
+            "class Migration(migrations.Migration):\n"
+            f'    dependencies = [("library", "{previous}")]\n'
+            "    operations = [\n"
+            f'        migrations.AddField("author", "field_{number}", '
+            "models.IntegerField(null=True)),\n"
+            "    ]\n"
+        )
+        fields.append(f"    field_{number} = models.IntegerField(null=True)\n")
+        previous = name
+    shelf = root / "shelf/migrations/0001_initial.py"
+    # shelf's first migration follows the whole library history, as makemigrations would.
+    shelf.write_text(
+        shelf.read_text().replace('("library", "0001_initial")', f'("library", "{previous}")')
+    )
+    models = root / "library/models.py"
+    models.write_text(models.read_text() + "".join(fields))
+
+
+SERVER_SHARED_TESTS = """\
+import os
+
+import pytest
+from django.db import connection
+
+from freshdb.backends.docker import connect_docker
+from freshdb.naming import LABEL_PREFIX_NAME
+from shelf.tests import record
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", range(6))
+def test_which_server(number):
+    client, _ = connect_docker()
+    label = f"{LABEL_PREFIX_NAME}={os.environ['FRESHDB_PREFIX']}"
+    containers = client.containers.list(all=True, filters={"label": [label]})
+    record(
+        f"server_{number}",
+        port=connection.settings_dict["PORT"],
+        containers=sorted(c.name for c in containers),
+    )
+"""
+
+
+def add_server_shared_tests(root: Path) -> None:
+    """Add six tests that record their server's port and the prefix's containers."""
+    (root / "shelf/test_server_shared.py").write_text(SERVER_SHARED_TESTS)

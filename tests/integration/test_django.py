@@ -137,6 +137,8 @@ def test_runner_serial_and_parallel_from_one_cached_template(
     assert "Ran 6 tests" in output and "OK" in output
     main_copy, template = MAIN_COPY.search(output).groups()  # type: ignore[union-attr]
     assert "built in" in output
+    # The runner shows the build as it goes, as pytest-django's integration does.
+    assert f"freshdb: building template {template}: 1/" in output
     assert django_project.migrations_run(root) == 1
     seen = records(project_env)
     assert {r["database"] for r in seen.values()} == {main_copy}
@@ -149,6 +151,7 @@ def test_runner_serial_and_parallel_from_one_cached_template(
     assert "Ran 6 tests" in output and "OK" in output
     main_copy, reused_template = MAIN_COPY.search(output).groups()  # type: ignore[union-attr]
     assert reused_template == template and "(reused)" in output
+    assert f"freshdb: template {template} reused" in output
     assert django_project.migrations_run(root) == 1
     seen = records(project_env)
     workers = {r["pid"]: r["database"] for r in seen.values()}
@@ -283,3 +286,79 @@ def test_sqlite_is_refused_with_a_clear_error(tmp_path: Path, project_env: dict[
     assert result.returncode != 0
     assert "ConfigurationError" in output
     assert "freshdb serves Postgres and MySQL/MariaDB" in output
+
+
+BUILDING = re.compile(r"freshdb: building template (\S+) with Django migrate")
+STEP = re.compile(r"freshdb: building template (\S+): (\d+)/(\d+) (\S+) \((\d+\.\d) s\)")
+
+
+def test_a_long_build_shows_its_progress_and_a_reuse_is_announced(
+    tmp_path: Path, project_env: dict[str, str]
+) -> None:
+    root = django_project.write_project(
+        tmp_path / "project", "postgres", token=secrets.token_hex(6)
+    )
+    django_project.add_history(root, 30)
+
+    # pytest-django: the build shows in pytest's output (not only with -v), with
+    # which migration of how many and the time so far, throttled.
+    output = passed(run(root, project_env, "-m", "pytest", "-q"))
+    template = BUILDING.search(output)
+    assert template is not None, output
+    steps = STEP.findall(output)
+    assert steps, output
+    first_template, step, total, name, _seconds = steps[0]
+    assert first_template == template.group(1) and "." in name
+    # The first migration shows at once; the plan counts Django's own apps too.
+    assert step == "1" and int(total) > 30 + 3
+    assert all(int(s[1]) <= int(s[2]) == int(total) for s in steps)
+    assert len(steps) <= int(total)
+    assert f"freshdb: template {template.group(1)} built in" in output
+
+    # The next run reuses it, and says so.
+    output = passed(run(root, project_env, "-m", "pytest", "-q"))
+    assert f"freshdb: template {template.group(1)} reused" in output
+    assert not BUILDING.search(output)
+
+    # `freshdb warm`: progress on stderr, the result on stdout; then the reuse.
+    (root / "proj" / "schema.py").write_text(
+        "from freshdb.migrators import DjangoMigrator\n\n"
+        "migrator = DjangoMigrator('proj.settings')\n"
+    )
+    seed = root / "shelf/migrations/0002_seed.py"
+    seed.write_text(seed.read_text() + "# edited: another template\n")
+    warm = [
+        "-m", "freshdb", "warm", "--engine", "postgres", "--schema", "proj.schema:migrator",
+    ]  # fmt: skip
+    env = {**project_env, "DJANGO_SETTINGS_MODULE": "proj.settings"}
+    result = run(root, env, *warm)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert BUILDING.search(result.stderr) and STEP.search(result.stderr), result.stderr
+    assert "built (" in result.stdout
+    result = run(root, env, *warm)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "reused" in result.stderr and "reused (" in result.stdout
+
+
+def test_pytest_django_under_xdist_shares_one_throwaway_container(
+    tmp_path: Path, project_env: dict[str, str], fresh_prefix: str, docker_client: Any
+) -> None:
+    root = django_project.write_project(
+        tmp_path / "project", "postgres", token=secrets.token_hex(6)
+    )
+    django_project.add_server_shared_tests(root)
+    env = {**project_env, "FRESHDB_MODE": "throwaway", "FRESHDB_PREFIX": fresh_prefix}
+
+    output = passed(run(root, env, "-m", "pytest", "-q", "-n", "2"))
+    assert "15 passed" in output
+    seen = {name: r for name, r in records(env).items() if name.startswith("server_")}
+    assert len(seen) == 6
+    # Both workers ran tests, on one server: one container of this prefix, ever.
+    assert len({r["pid"] for r in seen.values()}) == 2
+    assert len({r["port"] for r in seen.values()}) == 1
+    containers = {name for r in seen.values() for name in r["containers"]}
+    assert len(containers) == 1, containers
+    assert "throwaway (one for all xdist workers)" in output
+    # Removed at the end of the run, as a throwaway is.
+    label = f"{naming.LABEL_PREFIX_NAME}={fresh_prefix}"
+    assert docker_client.containers.list(all=True, filters={"label": [label]}) == []

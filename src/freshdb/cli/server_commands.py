@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sys
 import time
 
 from freshdb.backends import backend_for
@@ -125,7 +126,15 @@ def command_warm(args: argparse.Namespace) -> int:
     server = DatabaseServer(settings.engine, pool_size=0, **fields)
     migrator = describe(as_migrator(settings.schema, server.dialect.sqlalchemy_name))
     started = time.perf_counter()
-    server.start()
+    from freshdb.template import build_progress_shown
+
+    def show(line: str) -> None:
+        # On stderr: stdout keeps the one line scripts read.
+        if not args.quiet:
+            print(line, file=sys.stderr, flush=True)
+
+    with build_progress_shown(show):
+        server.start()
     try:
         stats = server.stats()
     finally:

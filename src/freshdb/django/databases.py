@@ -27,6 +27,7 @@ from freshdb.migrators.django import (
     setup_django,
 )
 from freshdb.server import DatabaseServer
+from freshdb.template import build_progress_shown
 
 log = logging.getLogger("freshdb")
 
@@ -59,6 +60,18 @@ def server_arguments() -> dict[str, Any]:
     return dict(configured)
 
 
+#: Finds or starts the server for an alias from :class:`~freshdb.DatabaseServer`'s
+#: arguments. The default starts one of its own; pytest-django's integration asks the
+#: pytest plugin's registry, which shares servers with its fixtures (and one
+#: throwaway container among xdist workers) and stops them at the session's end.
+ServerSource = Callable[[dict[str, Any]], DatabaseServer]
+
+
+def start_server(arguments: dict[str, Any]) -> DatabaseServer:
+    """A server of this run's own, started (the runner's :data:`ServerSource`)."""
+    return DatabaseServer(**arguments).start()
+
+
 @dataclasses.dataclass
 class AliasDatabases:
     """One alias's server and the copies handed to this run (main first, then workers)."""
@@ -68,6 +81,8 @@ class AliasDatabases:
     original: dict[str, Any]
     copies: list[Database] = dataclasses.field(default_factory=list)
     mirrors: list[str] = dataclasses.field(default_factory=list)
+    #: Whether this run started the server, so stops it (else its source does).
+    owned: bool = True
 
 
 class TestDatabases:
@@ -77,7 +92,9 @@ class TestDatabases:
     processes; :meth:`worker_settings` says which copy each worker uses.
     ``ready_copies`` is the pool size: 0 when every copy is taken at the start (the
     runner), ``None`` for freshdb's configured size when tests take copies as they
-    go (pytest-django's per-test copies).
+    go (pytest-django's per-test copies). ``servers`` finds or starts each alias's
+    server (default: one of this run's own); ``progress`` shows a template build
+    from a long migration history as it goes (default: ``report``).
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -91,6 +108,8 @@ class TestDatabases:
         serialized_aliases: set[str] | None = None,
         report: Callable[[str], None] | None = None,
         ready_copies: int | None = 0,
+        servers: ServerSource | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.aliases = aliases
         self.workers = workers if workers > 1 else 0
@@ -98,6 +117,9 @@ class TestDatabases:
         self.serialized_aliases = serialized_aliases
         self.report = report or (lambda message: log.info("%s", message))
         self.ready_copies = ready_copies
+        self.servers = servers or start_server
+        #: Where template builds show their progress, and reuses are announced.
+        self.progress = progress or self.report
         self.by_alias: dict[str, AliasDatabases] = {}
 
     # -- setting up ------------------------------------------------------------------
@@ -139,22 +161,24 @@ class TestDatabases:
         engine = engine_for(family, arguments.get("engine") or os.environ.get("FRESHDB_ENGINE"))
         wanted = 1 + self.workers
         defaults = {} if self.ready_copies is None else {"pool_size": self.ready_copies}
-        server = DatabaseServer(
-            **{
-                **defaults,
-                **arguments,
-                "engine": engine,
-                "schema": DjangoMigrator(databases=(alias,)),
-            }
-        )
-        entry = AliasDatabases(alias, server, dict(connections[alias].settings_dict))
-        server.start()
+        owned = self.servers is start_server
+        with build_progress_shown(self.progress):
+            server = self.servers(
+                {
+                    **defaults,
+                    **arguments,
+                    "engine": engine,
+                    "schema": DjangoMigrator(databases=(alias,)),
+                }
+            )
+        entry = AliasDatabases(alias, server, dict(connections[alias].settings_dict), owned=owned)
         try:
             entry.copies = [server.database() for _ in range(wanted)]
         except BaseException:
             for copy in entry.copies:
                 copy.release()
-            server.stop()
+            if owned:
+                server.stop()
             raise
         stats = server.stats()
         how = (
@@ -234,7 +258,8 @@ class TestDatabases:
                         f"{kept} at {entry.server.url.render_as_string(hide_password=True)}"
                         " — `freshdb prune --max-age 0` removes kept databases"
                     )
-                entry.server.stop()
+                if entry.owned:
+                    entry.server.stop()
             except BaseException as exc:  # teardown goes on for the other aliases
                 errors.append(exc)
             connection = connections[alias]

@@ -6,12 +6,14 @@ option ``freshdb_django = true`` is set; see that module for what it does.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import pytest
 
 from freshdb.django.databases import TestDatabases
+from freshdb.server import DatabaseServer
 
 #: Whether transactional tests get a copy of their own (``freshdb_django_transaction_copies``).
 TRANSACTION_COPIES = pytest.StashKey[bool]()
@@ -43,20 +45,39 @@ def django_db_setup(
     if not django_db_use_migrations:
         django_fixtures._disable_migrations()
     aliases, serialized = django_fixtures._get_databases_for_setup(request.session.items)
-    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
-    verbose = request.config.option.verbose > 0
+    config = request.config
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    verbose = config.option.verbose > 0
 
-    def report(message: str) -> None:
-        if reporter is not None and verbose:
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def show(message: str) -> None:
+        if reporter is None:
+            return
+        # Session fixtures set up inside a test's captured output: write past it.
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
             reporter.write_line(message)
 
-    copies_per_test = request.config.stash.get(TRANSACTION_COPIES, False)
+    def report(message: str) -> None:
+        if verbose:
+            show(message)
+
+    def session_server(arguments: dict[str, Any]) -> DatabaseServer:
+        # The plugin's registry: shared with its fixtures, stopped at the session's
+        # end, and under xdist one throwaway container for all workers.
+        from freshdb.pytest_plugin import session_server
+
+        return session_server(config, arguments)
+
+    copies_per_test = config.stash.get(TRANSACTION_COPIES, False)
     databases = TestDatabases(
         dict.fromkeys(aliases, False),
         serialized_aliases=set(serialized),
         report=report,
+        progress=show,
         # Per-test copies are taken as tests go: keep some ready, as freshdb's pool does.
         ready_copies=None if copies_per_test else 0,
+        servers=session_server,
     )
     with django_db_blocker.unblock():
         databases.setup()
@@ -69,31 +90,37 @@ def django_db_setup(
             databases.teardown()
 
 
-@pytest.hookimpl(wrapper=True)
-def pytest_fixture_setup(
-    fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
-) -> Generator[None, Any, Any]:
-    """With transaction copies: a transactional test's database is a fresh copy."""
-    config = request.config
-    databases = config.stash.get(_DATABASES, None)
-    if (
-        fixturedef.argname != _DB_HELPER
-        or databases is None
-        or not config.stash.get(TRANSACTION_COPIES, False)
-        or not _is_transactional(request.node)
-    ):
-        return (yield)
-    # django_db_setup (a dependency) is up by now; this test's database access
-    # opens next, on a copy of its own. Finalizers run last-in first-out: the copy
-    # is released after pytest-django's own teardown of the test.
-    switch = databases.fresh_copies()
-    blocker = request.getfixturevalue("django_db_blocker")
-    with blocker.unblock():
-        switch.__enter__()
+class TransactionCopies:
+    """The hook that gives a transactional test a copy of its own.
 
-    def give_back() -> None:
+    Registered only with ``freshdb_django_transaction_copies = true``: it wraps the
+    setup of every fixture of every test, and a plain integration has nothing to do
+    there.
+    """
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_fixture_setup(
+        self, fixturedef: pytest.FixtureDef[Any], request: pytest.FixtureRequest
+    ) -> Generator[None, Any, Any]:
+        """A transactional test's database is a fresh copy."""
+        databases = request.config.stash.get(_DATABASES, None)
+        if (
+            fixturedef.argname != _DB_HELPER
+            or databases is None
+            or not _is_transactional(request.node)
+        ):
+            return (yield)
+        # django_db_setup (a dependency) is up by now; this test's database access
+        # opens next, on a copy of its own. Finalizers run last-in first-out: the copy
+        # is released after pytest-django's own teardown of the test.
+        switch = databases.fresh_copies()
+        blocker = request.getfixturevalue("django_db_blocker")
         with blocker.unblock():
-            switch.__exit__(None, None, None)
+            switch.__enter__()
 
-    fixturedef.addfinalizer(give_back)
-    return (yield)
+        def give_back() -> None:
+            with blocker.unblock():
+                switch.__exit__(None, None, None)
+
+        fixturedef.addfinalizer(give_back)
+        return (yield)

@@ -3,7 +3,10 @@
 Enabled by the ini option ``freshdb_django = true``. freshdb then provides
 pytest-django's ``django_db_setup``: each alias the collected tests use points at a
 copy of a template built by ``migrate`` once and reused while the migrations are
-unchanged (under pytest-xdist, each worker gets its own copy). With
+unchanged (under pytest-xdist, each worker gets its own copy). The server comes
+from the pytest plugin (its ``--freshdb-*`` options apply, and in throwaway mode one
+container serves every xdist worker). While a template builds, the terminal shows
+which migration of how many runs, and says when a template is reused. With
 ``freshdb_django_transaction_copies = true``, each test marked
 ``django_db(transaction=True)`` (or using ``transactional_db`` / ``live_server``)
 also gets a fresh copy of its own, so it starts from the migrated state with the
@@ -51,8 +54,11 @@ def configure(config: pytest.Config) -> None:
         )
     from freshdb.django import pytest_fixtures
 
-    config.stash[pytest_fixtures.TRANSACTION_COPIES] = bool(
-        config.getini(TRANSACTION_COPIES_OPTION)
-    )
+    copies = bool(config.getini(TRANSACTION_COPIES_OPTION))
+    config.stash[pytest_fixtures.TRANSACTION_COPIES] = copies
     # Registered now, after every entry-point plugin: its django_db_setup wins.
     config.pluginmanager.register(pytest_fixtures, _PLUGIN_NAME)
+    if copies:
+        config.pluginmanager.register(
+            pytest_fixtures.TransactionCopies(), f"{_PLUGIN_NAME}-transaction-copies"
+        )

@@ -20,7 +20,16 @@ from sqlalchemy import MetaData
 
 from freshdb.errors import ConfigurationError
 from freshdb.migrators.alembic import AlembicMigrator
-from freshdb.migrators.base import ComposedMigrator, EmptyMigrator, Migrator, describe, digest
+from freshdb.migrators.base import (
+    ComposedMigrator,
+    EmptyMigrator,
+    Migrator,
+    ProgressCallback,
+    describe,
+    digest,
+    migration_progress,
+    progress_reported_to,
+)
 from freshdb.migrators.django import DjangoMigrator
 from freshdb.migrators.function import CallableMigrator
 from freshdb.migrators.metadata import MetadataMigrator
@@ -34,10 +43,13 @@ __all__ = [
     "EmptyMigrator",
     "MetadataMigrator",
     "Migrator",
+    "ProgressCallback",
     "SqlMigrator",
     "as_migrator",
     "describe",
     "digest",
+    "migration_progress",
+    "progress_reported_to",
     "split_statements",
 ]
 

@@ -27,7 +27,7 @@ from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DBAPIError, InvalidRequestError
 
 from freshdb.errors import ConfigurationError, MigrationError
-from freshdb.migrators.base import digest, shortened_statement
+from freshdb.migrators.base import digest, migration_progress, shortened_statement
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -177,7 +177,7 @@ class AlembicMigrator:
         config.attributes["connection"] = connection
         versions = [directory.resolve() for directory in self.locations()[1]]
         try:
-            alembic.command.upgrade(config, self.revision)
+            _upgrade_with_progress(alembic, config, self.revision)
         except Exception as exc:
             failed = _failed_revision(exc.__traceback__, versions)
             if failed is None:
@@ -187,6 +187,31 @@ class AlembicMigrator:
                 "Fix the migration; no template was marked complete, so the next run "
                 "builds it again"
             ) from exc
+
+
+def _upgrade_with_progress(alembic: Any, config: Config, revision: str) -> None:
+    """``alembic upgrade revision``, telling :func:`migration_progress` of each revision.
+
+    What ``alembic.command.upgrade`` does, with its plan of steps handed to Alembic
+    one at a time, each announced as it starts. An Alembic without the plan's
+    method (it is not public) upgrades the same way, without progress.
+    """
+    script = alembic.script.ScriptDirectory.from_config(config)
+    plan = getattr(script, "_upgrade_revs", None)
+    if plan is None:
+        alembic.command.upgrade(config, revision)
+        return
+
+    def upgrade(current: Any, context: Any) -> Iterator[Any]:
+        steps = list(plan(revision, current))
+        for number, step in enumerate(steps, 1):
+            migration_progress(number, len(steps), str(getattr(step, "short_log", step)))
+            yield step
+
+    from alembic.runtime.environment import EnvironmentContext
+
+    with EnvironmentContext(config, script, fn=upgrade, destination_rev=revision):
+        script.run_env()
 
 
 def async_url(url: URL) -> URL:

@@ -1,9 +1,17 @@
-"""The migrator protocol: what builds a template, and the fingerprint that names it."""
+"""The migrator protocol: what builds a template, and the fingerprint that names it.
+
+A migrator that knows its steps (Django's migrations, Alembic's revisions, SQL
+files) tells the builder where it is with :func:`migration_progress`; whoever builds
+the template decides, through :func:`progress_reported_to`, whether and where that
+shows. A migrator that never calls it builds all the same, silently.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Protocol, runtime_checkable
 
 from sqlalchemy.engine import Connection
@@ -24,6 +32,32 @@ class Migrator(Protocol):
     def migrate(self, connection: Connection) -> None:
         """Build the schema through ``connection`` (freshdb commits afterwards)."""
         ...
+
+
+#: ``(step, total, name)``: step ``step`` of ``total`` (counted from 1), named ``name``,
+#: starts now.
+ProgressCallback = Callable[[int, int, str], None]
+
+_PROGRESS: contextvars.ContextVar[ProgressCallback | None] = contextvars.ContextVar(
+    "freshdb_migration_progress", default=None
+)
+
+
+def migration_progress(step: int, total: int, name: str) -> None:
+    """Say that step ``step`` of ``total`` (a migration, a revision, a file) starts."""
+    callback = _PROGRESS.get()
+    if callback is not None:
+        callback(step, total, name)
+
+
+@contextlib.contextmanager
+def progress_reported_to(callback: ProgressCallback | None) -> Iterator[None]:
+    """Send :func:`migration_progress` calls made in this block to ``callback``."""
+    token = _PROGRESS.set(callback)
+    try:
+        yield
+    finally:
+        _PROGRESS.reset(token)
 
 
 def digest(*parts: str | bytes) -> str:

@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy.engine import URL, Connection
 
 from freshdb.errors import ConfigurationError, MigrationError
-from freshdb.migrators.base import digest
+from freshdb.migrators.base import digest, migration_progress
 
 #: Django's database vendors freshdb serves, and the freshdb family of each.
 SERVED_VENDORS = {"postgresql": "postgres", "mysql": "mysql"}
@@ -268,7 +268,7 @@ class DjangoMigrator:
             with pointed_at(alias, connection_settings(alias, url)):
                 try:
                     call_command(
-                        "migrate",
+                        migrate_command_with_progress(alias),
                         database=alias,
                         interactive=False,
                         # As Django's own test databases: apps without migrations too.
@@ -285,6 +285,43 @@ class DjangoMigrator:
                         "Fix the migration; no template was marked complete, so the next "
                         "run builds it again"
                     ) from exc
+
+
+def migrate_command_with_progress(alias: str) -> Any:
+    """The project's ``migrate`` command, telling :func:`migration_progress` of each
+    migration it applies to ``alias`` (which one of how many).
+
+    The project's own command class (an app may override ``migrate``) with Django's
+    per-migration hook, ``migration_progress_callback``, extended; the total is the
+    plan Django's executor makes for the (empty) database.
+    """
+    from django.core.management import BaseCommand, get_commands, load_command_class
+    from django.db import connections
+    from django.db.migrations.executor import MigrationExecutor
+
+    loaded = get_commands()["migrate"]
+    command_class = type(
+        loaded if isinstance(loaded, BaseCommand) else load_command_class(loaded, "migrate")
+    )
+    executor = MigrationExecutor(connections[alias])
+    total = len(executor.migration_plan(executor.loader.graph.leaf_nodes()))
+    applied = 0
+
+    class MigrateWithProgress(command_class):  # type: ignore[misc,valid-type]
+        def migration_progress_callback(
+            self, action: str, migration: Any = None, fake: bool = False
+        ) -> None:
+            nonlocal applied
+            if action == "apply_start" and migration is not None:
+                applied += 1
+                migration_progress(
+                    applied, max(total, applied), f"{migration.app_label}.{migration.name}"
+                )
+            super().migration_progress_callback(action, migration, fake)
+
+    # call_command names the command after its module: keep the project's.
+    MigrateWithProgress.__module__ = command_class.__module__
+    return MigrateWithProgress()
 
 
 def failed_migration(tb: TracebackType | None) -> str | None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import types
 import warnings
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -279,6 +279,18 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     broker = config.stash.get(_BROKER, None)
     if broker is not None:
         broker.close()
+
+
+# -- for integrations -------------------------------------------------------------------
+def session_server(config: pytest.Config, overrides: Mapping[str, Any]) -> DatabaseServer:
+    """The session's started server for the run's settings with ``overrides``.
+
+    For integrations (pytest-django's): the server is shared with the plugin's
+    fixtures, one throwaway container serves every xdist worker, and the plugin
+    stops it at the session's end.
+    """
+    servers = registry_of(config)
+    return servers.server(servers.spec(overrides))
 
 
 # -- factories ------------------------------------------------------------------------
