@@ -5,10 +5,11 @@ relies on lives beside it, one concern per module: finding and connecting the
 engine (:mod:`~freshdb.backends.docker_discovery`), images
 (:mod:`~freshdb.backends.images`), running and reading containers
 (:mod:`~freshdb.backends.containers`), the shape and records of sticky ones
-(:mod:`~freshdb.backends.sticky`) and their retirement
-(:mod:`~freshdb.backends.retirement`), throwaway ones
+(:mod:`~freshdb.backends.sticky`), throwaway ones
 (:mod:`~freshdb.backends.throwaways`), and ``freshdb shell``'s terminal
-(:mod:`~freshdb.backends.execs`). Docker is called in these modules only.
+(:mod:`~freshdb.backends.execs`). Docker is called in these modules only. When to
+retire a sticky container is cleanup's policy (:mod:`freshdb.cleanup.retirement`),
+which a start is handed as a callable.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -28,7 +29,7 @@ from docker.models.images import Image
 
 import docker
 from freshdb import naming
-from freshdb.backends import retirement, sticky
+from freshdb.backends import sticky
 from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
 from freshdb.backends.containers import (
     container_labels,
@@ -50,11 +51,10 @@ from freshdb.backends.docker_discovery import (
 )
 from freshdb.backends.execs import exec_streaming
 from freshdb.backends.images import check_image_port, ensure_image
-from freshdb.backends.retirement import STICKY_UNUSED_AFTER, Retirement
 from freshdb.backends.throwaways import THROWAWAYS, remove_leaked_throwaways
 from freshdb.config import Settings
 from freshdb.dialects import versions
-from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
+from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress
 from freshdb.errors import (
     DockerUnavailableError,
     FreshDBError,
@@ -66,13 +66,26 @@ from freshdb.errors import (
 
 log = logging.getLogger("freshdb")
 
+#: What a sticky start calls to retire idle containers the one it starts (named by
+#: the last argument) supersedes: :func:`freshdb.cleanup.retirement.retire_superseded`.
+SupersededRetirer = Callable[["DockerBackend", docker.DockerClient, Image, str], None]
+
 
 class DockerBackend(ServerBackend):
     """A tuned server in a Docker container, data on tmpfs, published on loopback."""
 
-    def __init__(self, settings: Settings, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dialect: Dialect,
+        *,
+        retire_superseded: SupersededRetirer | None = None,
+    ) -> None:
         self.settings = settings
         self.dialect = dialect
+        # Cleanup's policy, handed in (backends never import cleanup); None: a start
+        # retires nothing (the CLI's look at containers starts none).
+        self._retire_superseded = retire_superseded
         self.image_name = settings.image or dialect.default_image(settings.engine)
         self._client: docker.DockerClient | None = None
         self._docker_url = ""
@@ -253,10 +266,10 @@ class DockerBackend(ServerBackend):
         shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
         name = naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
         lock_path = self.lock_path(name)
-        if self.settings.port is not None:
+        if self.settings.port is not None and self._retire_superseded is not None:
             # An idle container this one supersedes may hold the chosen port: retire it
             # first (a busy one stays, and the start says the port is taken).
-            retirement.retire_superseded(self, client, image, keep=name)
+            self._retire_superseded(self, client, image, name)
         try:
             with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
                 # Recorded under the lock: a retirer holding it sees this start.
@@ -267,8 +280,8 @@ class DockerBackend(ServerBackend):
                 f"waited too long for another freshdb process to start {name} "
                 f"(lock {lock_path}) — is one stuck? `freshdb status` shows the server"
             ) from exc
-        if self.settings.port is None:
-            retirement.retire_superseded(self, client, image, keep=name)
+        if self.settings.port is None and self._retire_superseded is not None:
+            self._retire_superseded(self, client, image, name)
         return found
 
     def _find_or_create_sticky(
@@ -319,42 +332,6 @@ class DockerBackend(ServerBackend):
             # Left behind, it would only fail the next session the same way.
             remove_container(container)
             raise
-
-    # -- retiring sticky containers (see freshdb.backends.retirement) ------------
-    def retirement_reason(
-        self, container: Container, unused_after: dt.timedelta | None = STICKY_UNUSED_AFTER
-    ) -> str | None:
-        """Why a sticky container is no longer wanted (``None``: it may be).
-
-        Superseded: no start will ask for it again (its image name now names another
-        image, or an older freshdb named it). Unused: no start on this machine asked
-        for it in ``unused_after`` (``None``: do not judge by age).
-        """
-        return retirement.retirement_reason(self, container, unused_after)
-
-    def server_use(self, container: Container) -> ServerUse | None:
-        """Who uses the server in a running container (``None``: it does not answer,
-        so nobody can tell)."""
-        return retirement.server_use(self, container)
-
-    def retire(
-        self,
-        container: Container,
-        *,
-        force: bool = False,
-        wait: float = 0.0,
-        grace: dt.timedelta | None = None,
-        dry_run: bool = False,
-    ) -> Retirement:
-        """Remove a sticky container if nobody uses it (or ``force``).
-
-        Waits up to ``wait`` seconds for its users to leave; never removes one started
-        within ``grace``. Done under the lock starts take, so a start of the same
-        container on this machine is either seen (and the container kept) or waits.
-        """
-        return retirement.retire(
-            self, container, force=force, wait=wait, grace=grace, dry_run=dry_run
-        )
 
     # -- starting containers ------------------------------------------------------
     def _start_throwaway(

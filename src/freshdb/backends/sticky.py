@@ -15,7 +15,7 @@ removed while anyone uses it:
   time is left alone, and the start fails saying what to do.
 - Starts (and retirements) of one container take one file lock per user and
   engine, and each start touches a record whose age says when it was last wanted
-  (see :mod:`freshdb.backends.retirement`).
+  (see :mod:`freshdb.cleanup.retirement`).
 """
 
 from __future__ import annotations

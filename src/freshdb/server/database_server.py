@@ -19,6 +19,7 @@ from sqlalchemy.engine import URL
 from freshdb import naming
 from freshdb.async_database import AsyncDatabaseContext
 from freshdb.backends import RunningServer, ServerBackend, backend_for
+from freshdb.cleanup import superseded_retirer
 from freshdb.cleanup.leftovers import drop_own_leftovers
 from freshdb.config import Settings, resolve_settings
 from freshdb.database import Database
@@ -109,7 +110,9 @@ class DatabaseServer:
                 return self
             started = time.perf_counter()
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
-            backend = backend_for(self.settings, self.dialect)
+            backend = backend_for(
+                self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
+            )
             running = backend.start()
             self._gone = None
             try:
