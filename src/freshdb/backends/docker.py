@@ -15,12 +15,13 @@ which a start is handed as a callable.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import docker.errors
 import filelock
@@ -30,16 +31,14 @@ from docker.models.images import Image
 import docker
 from freshdb import naming
 from freshdb.backends import sticky
-from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
+from freshdb.backends.base import ProgramRunner, RunningServer, ServerBackend
 from freshdb.backends.containers import (
     container_labels,
-    find_container,
     list_managed_containers,
     password_of,
     published_port,
     remove_container,
     run_container,
-    start_container,
     wait_ready,
 )
 from freshdb.backends.docker_discovery import (
@@ -148,17 +147,11 @@ class DockerBackend(ServerBackend):
     def runs_programs(self) -> bool:
         return True
 
-    def run_in_server(
-        self,
-        command: Sequence[str],
-        environment: Mapping[str, str],
-        stdin: ByteSource | None = None,
-        stdout: BinaryIO | None = None,
-    ) -> ExecResult:
-        """Run a program inside the server's container (see :func:`exec_streaming`)."""
+    def program_runner(self) -> ProgramRunner:
+        """Runs programs in the server's container (see :func:`exec_streaming`)."""
         if self._container is None:
             raise FreshDBError("the server's container is not started")
-        return exec_streaming(self._container, command, environment, stdin, stdout)
+        return functools.partial(exec_streaming, self._container)
 
     def check_alive(self) -> bool:
         """Whether the server's container still runs.
@@ -274,7 +267,15 @@ class DockerBackend(ServerBackend):
             with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
                 # Recorded under the lock: a retirer holding it sees this start.
                 sticky.record_start(name, self._docker_url)
-                found = self._find_or_create_sticky(client, name, shape_hash, image, spec, reach)
+                found = sticky.find_or_create(
+                    client,
+                    name,
+                    self.settings,
+                    create=lambda password: self._create(
+                        client, name, shape_hash, image, password, reach
+                    ),
+                    wait_ready=lambda container: self._wait_ready(container, spec, reach),
+                )
         except filelock.Timeout as exc:
             raise ServerStartError(
                 f"waited too long for another freshdb process to start {name} "
@@ -283,55 +284,6 @@ class DockerBackend(ServerBackend):
         if self.settings.port is None and self._retire_superseded is not None:
             self._retire_superseded(self, client, image, name)
         return found
-
-    def _find_or_create_sticky(
-        self,
-        client: docker.DockerClient,
-        name: str,
-        shape_hash: str,
-        image: Image,
-        spec: ContainerSpec,
-        reach: Reachability,
-    ) -> tuple[Container, ServerAddress, bool]:
-        container = find_container(client, name)
-        if container is not None:
-            sticky.check_ours(container, self.settings.prefix)
-            if container.status in ("dead", "removing"):
-                # No server process runs in it, so no session can be using it.
-                log.info("removing %s: it is %s", name, container.status)
-                remove_container(container)
-                container = None
-        reused = False
-        if container is None:
-            password = secrets.token_urlsafe(18)
-            container = self._create(client, name, shape_hash, image, password, reach)
-            # If Docker said the name was taken, another host or user made it meanwhile.
-            sticky.check_ours(container, self.settings.prefix)
-        elif container.status in ("running", "restarting"):
-            reused = True
-        elif container.status == "paused":
-            container.unpause()
-            reused = True
-        else:  # "exited" or "created": its server is not running, so nobody uses it
-            log.info("starting stopped container %s (its tmpfs starts empty)", name)
-            start_container(container, self.settings.port)
-        try:
-            return container, self._wait_ready(container, spec, reach), reused
-        except ServerStartError as exc:
-            if reused:
-                # Others' sessions may be using it (slowly): never remove it from here.
-                raise ServerStartError(
-                    f"the sticky server {name} runs but did not answer within "
-                    f"{self.settings.startup_timeout:.0f} s; freshdb leaves it alone because "
-                    "other sessions may be using it — `freshdb status` shows who uses it; "
-                    "`freshdb down` removes it once they are done (`--force` removes it "
-                    "anyway, cutting their connections); raise FRESHDB_STARTUP_TIMEOUT if the "
-                    f"machine is slow. {one_line(exc)}"
-                ) from exc
-            # Started here (new, or stopped before) and never ready: no session got in.
-            # Left behind, it would only fail the next session the same way.
-            remove_container(container)
-            raise
 
     # -- starting containers ------------------------------------------------------
     def _start_throwaway(
