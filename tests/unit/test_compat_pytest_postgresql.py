@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from freshdb.compat.pytest_postgresql import factories
-from freshdb.compat.pytest_postgresql.factories import _FunctionLoad, _migrator, _SqlFileLoad
+from freshdb.compat.pytest_postgresql.loading import FunctionLoad, SqlFileLoad, load_migrator
 from freshdb.errors import ConfigurationError
 
 
@@ -82,13 +82,13 @@ def test_loads_become_steps_of_their_kind(loader_module: Path) -> None:
     def local(**parts: object) -> None:
         pass
 
-    migrator = _migrator(
+    migrator = load_migrator(
         [Path("schema.sql"), "compat_loaders:seed", "compat_loaders.seed", local], True
     )
     kinds = [type(step) for step in migrator.migrators]  # type: ignore[attr-defined]
-    assert kinds == [_SqlFileLoad, _FunctionLoad, _FunctionLoad, _FunctionLoad]
+    assert kinds == [SqlFileLoad, FunctionLoad, FunctionLoad, FunctionLoad]
     with pytest.raises(ConfigurationError, match="takes Paths of SQL files"):
-        _migrator([42], False)  # type: ignore[list-item]
+        load_migrator([42], False)  # type: ignore[list-item]
 
 
 @pytest.mark.parametrize(
@@ -101,33 +101,33 @@ def test_loads_become_steps_of_their_kind(loader_module: Path) -> None:
 )
 def test_bad_import_paths_say_what_to_do(loader_module: Path, load: str, said: str) -> None:
     with pytest.raises(ConfigurationError, match=said):
-        _FunctionLoad(load)
+        FunctionLoad(load)
 
 
 def test_a_sql_file_is_fingerprinted_by_its_content_and_autocommit(tmp_path: Path) -> None:
     schema = tmp_path / "schema.sql"
     schema.write_text("CREATE TABLE a (id int);")
-    first = _SqlFileLoad(schema, autocommit=False).fingerprint()
-    assert _SqlFileLoad(schema, autocommit=False).fingerprint() == first
-    assert _SqlFileLoad(schema, autocommit=True).fingerprint() != first
+    first = SqlFileLoad(schema, autocommit=False).fingerprint()
+    assert SqlFileLoad(schema, autocommit=False).fingerprint() == first
+    assert SqlFileLoad(schema, autocommit=True).fingerprint() != first
     schema.write_text("CREATE TABLE a (id bigint);")
-    assert _SqlFileLoad(schema, autocommit=False).fingerprint() != first
+    assert SqlFileLoad(schema, autocommit=False).fingerprint() != first
     with pytest.raises(ConfigurationError, match="cannot read the SQL file"):
-        _SqlFileLoad(tmp_path / "missing.sql", autocommit=False).fingerprint()
+        SqlFileLoad(tmp_path / "missing.sql", autocommit=False).fingerprint()
 
 
 def test_a_loader_is_fingerprinted_by_its_modules_source(loader_module: Path) -> None:
-    first = _FunctionLoad("compat_loaders:seed").fingerprint()
-    assert _FunctionLoad("compat_loaders:seed").fingerprint() == first
+    first = FunctionLoad("compat_loaders:seed").fingerprint()
+    assert FunctionLoad("compat_loaders:seed").fingerprint() == first
     # A change anywhere in the module (a helper the loader calls) makes another template.
     loader_module.write_text(loader_module.read_text() + "\nHELPER = 2\n")
     sys.modules.pop("compat_loaders")
-    assert _FunctionLoad("compat_loaders:seed").fingerprint() != first
+    assert FunctionLoad("compat_loaders:seed").fingerprint() != first
 
 
 def test_a_loader_without_source_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="cannot read the source"):
-        _FunctionLoad(len).fingerprint()
+        FunctionLoad(len).fingerprint()
 
 
 def test_an_async_client_fixture_with_its_own_dbname_is_refused() -> None:
