@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from freshdb.config import resolve_settings
-from freshdb.database import Database, EngineFactory
+from freshdb.database import Database
+from freshdb.engine_factory import EngineFactory
 from freshdb.drivers import DRIVERS, ConnectionParts, configured_driver, lookup
 from freshdb.errors import ConfigurationError
 
