@@ -1,4 +1,4 @@
-"""What :class:`freshdb.database.EngineFactory` relies on in SQLAlchemy, pinned.
+"""What :class:`freshdb.engine_factory.EngineFactory` relies on in SQLAlchemy, pinned.
 
 The factory initialises one engine's dialect normally and gives later engines what
 that learned, through SQLAlchemy's private ``create_engine(_initialize=False)``
@@ -16,7 +16,7 @@ import pytest
 import sqlalchemy as sa
 
 import freshdb
-from freshdb.database import EngineFactory
+from freshdb.engine_factory import EngineFactory
 from freshdb.migrators import CallableMigrator
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]

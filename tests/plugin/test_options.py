@@ -12,7 +12,7 @@ from freshdb.pytest_plugin.options import (
     explicit_arguments,
     merge_overrides,
     resolve_schema,
-    server_spec,
+    server_request,
 )
 from freshdb.pytest_plugin.reporting import connect_hint, header_line, summary_lines
 
@@ -74,15 +74,15 @@ def test_a_server_of_another_engine_does_not_inherit_image_or_url() -> None:
 
 def test_marker_settings_give_another_server_key(tmp_path: Path) -> None:
     base = {"image": "some-image", "prefix": "unit"}
-    default = server_spec(base, {}, tmp_path, environ={})
-    same = server_spec(base, {"pool_size": default.settings.pool_size}, tmp_path, environ={})
-    other = server_spec(base, {"schema": "other.sql"}, tmp_path, environ={})
+    default = server_request(base, {}, tmp_path, environ={})
+    same = server_request(base, {"pool_size": default.settings.pool_size}, tmp_path, environ={})
+    other = server_request(base, {"schema": "other.sql"}, tmp_path, environ={})
     assert default.key == same.key
     assert other.key != default.key
     metadata = MetaData()
-    with_object = server_spec(base, {"schema": metadata}, tmp_path, environ={})
+    with_object = server_request(base, {"schema": metadata}, tmp_path, environ={})
     assert with_object.schema is metadata
-    with_list = server_spec(base, {"schema": [metadata]}, tmp_path, environ={})
+    with_list = server_request(base, {"schema": [metadata]}, tmp_path, environ={})
     hash(with_list.key)  # unhashable schemas are keyed by identity
 
 

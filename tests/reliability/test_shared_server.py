@@ -27,6 +27,7 @@ import sqlalchemy as sa
 import freshdb
 from freshdb import naming
 from freshdb.backends.docker import DockerBackend
+from freshdb.cleanup.retirement import server_use
 from freshdb.dialects import dialect_for
 
 from .conftest import NEVER_HANGS, Program, new_prefix
@@ -136,7 +137,7 @@ def wait_until_idle(docker_client: Any, engine: str, image: str, prefix: str, na
     container = docker_client.containers.get(name)
     deadline = time.monotonic() + NEVER_HANGS
     while True:
-        use = look.server_use(container)
+        use = server_use(look, container)
         if use is not None and use.idle:
             return
         assert time.monotonic() < deadline, f"{name} still in use: {use}"

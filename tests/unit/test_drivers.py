@@ -8,8 +8,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from freshdb.config import resolve_settings
-from freshdb.database import Database, EngineFactory
+from freshdb.database import Database
 from freshdb.drivers import DRIVERS, ConnectionParts, configured_driver, lookup
+from freshdb.engine_factory import EngineFactory
 from freshdb.errors import ConfigurationError
 
 POSTGRES = ConnectionParts("postgres", "127.0.0.1", 5433, "postgres", "s3cr@t/", "copy1")

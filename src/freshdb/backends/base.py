@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol
 
 from freshdb.dialects.base import ServerAddress
@@ -51,6 +51,12 @@ class ExecResult:
     stderr: str
 
 
+#: Runs a program inside the server's container: command, environment, stdin, stdout.
+ProgramRunner = Callable[
+    [Sequence[str], Mapping[str, str], ByteSource | None, BinaryIO | None], ExecResult
+]
+
+
 class ServerBackend(abc.ABC):
     """Starts (or finds) a server and, where it owns one, stops it."""
 
@@ -87,6 +93,10 @@ class ServerBackend(abc.ABC):
         Raises :class:`NotImplementedError` where the server runs in no container of
         freshdb's (see :attr:`runs_programs`).
         """
+        return self.program_runner()(command, environment, stdin, stdout)
+
+    def program_runner(self) -> ProgramRunner:
+        """What :meth:`run_in_server` runs programs with (a backend that can overrides it)."""
         raise NotImplementedError("this server runs in no container of freshdb's")
 
     @property

@@ -5,21 +5,23 @@ relies on lives beside it, one concern per module: finding and connecting the
 engine (:mod:`~freshdb.backends.docker_discovery`), images
 (:mod:`~freshdb.backends.images`), running and reading containers
 (:mod:`~freshdb.backends.containers`), the shape and records of sticky ones
-(:mod:`~freshdb.backends.sticky`) and their retirement
-(:mod:`~freshdb.backends.retirement`), throwaway ones
+(:mod:`~freshdb.backends.sticky`), throwaway ones
 (:mod:`~freshdb.backends.throwaways`), and ``freshdb shell``'s terminal
-(:mod:`~freshdb.backends.execs`). Docker is called in these modules only.
+(:mod:`~freshdb.backends.execs`). Docker is called in these modules only. When to
+retire a sticky container is cleanup's policy (:mod:`freshdb.cleanup.retirement`),
+which a start is handed as a callable.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import secrets
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import docker.errors
 import filelock
@@ -28,17 +30,15 @@ from docker.models.images import Image
 
 import docker
 from freshdb import naming
-from freshdb.backends import retirement, sticky
-from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
+from freshdb.backends import sticky
+from freshdb.backends.base import ProgramRunner, RunningServer, ServerBackend
 from freshdb.backends.containers import (
     container_labels,
-    find_container,
     list_managed_containers,
     password_of,
     published_port,
     remove_container,
     run_container,
-    start_container,
     wait_ready,
 )
 from freshdb.backends.docker_discovery import (
@@ -50,11 +50,10 @@ from freshdb.backends.docker_discovery import (
 )
 from freshdb.backends.execs import exec_streaming
 from freshdb.backends.images import check_image_port, ensure_image
-from freshdb.backends.retirement import STICKY_UNUSED_AFTER, Retirement
 from freshdb.backends.throwaways import THROWAWAYS, remove_leaked_throwaways
 from freshdb.config import Settings
 from freshdb.dialects import versions
-from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress, ServerUse
+from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress
 from freshdb.errors import (
     DockerUnavailableError,
     FreshDBError,
@@ -66,13 +65,26 @@ from freshdb.errors import (
 
 log = logging.getLogger("freshdb")
 
+#: What a sticky start calls to retire idle containers the one it starts (named by
+#: the last argument) supersedes: :func:`freshdb.cleanup.retirement.retire_superseded`.
+SupersededRetirer = Callable[["DockerBackend", docker.DockerClient, Image, str], None]
+
 
 class DockerBackend(ServerBackend):
     """A tuned server in a Docker container, data on tmpfs, published on loopback."""
 
-    def __init__(self, settings: Settings, dialect: Dialect) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        dialect: Dialect,
+        *,
+        retire_superseded: SupersededRetirer | None = None,
+    ) -> None:
         self.settings = settings
         self.dialect = dialect
+        # Cleanup's policy, handed in (backends never import cleanup); None: a start
+        # retires nothing (the CLI's look at containers starts none).
+        self._retire_superseded = retire_superseded
         self.image_name = settings.image or dialect.default_image(settings.engine)
         self._client: docker.DockerClient | None = None
         self._docker_url = ""
@@ -135,17 +147,11 @@ class DockerBackend(ServerBackend):
     def runs_programs(self) -> bool:
         return True
 
-    def run_in_server(
-        self,
-        command: Sequence[str],
-        environment: Mapping[str, str],
-        stdin: ByteSource | None = None,
-        stdout: BinaryIO | None = None,
-    ) -> ExecResult:
-        """Run a program inside the server's container (see :func:`exec_streaming`)."""
+    def program_runner(self) -> ProgramRunner:
+        """Runs programs in the server's container (see :func:`exec_streaming`)."""
         if self._container is None:
             raise FreshDBError("the server's container is not started")
-        return exec_streaming(self._container, command, environment, stdin, stdout)
+        return functools.partial(exec_streaming, self._container)
 
     def check_alive(self) -> bool:
         """Whether the server's container still runs.
@@ -253,108 +259,31 @@ class DockerBackend(ServerBackend):
         shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
         name = naming.sticky_container_name(self.settings.prefix, self.settings.engine, shape_hash)
         lock_path = self.lock_path(name)
-        if self.settings.port is not None:
+        if self.settings.port is not None and self._retire_superseded is not None:
             # An idle container this one supersedes may hold the chosen port: retire it
             # first (a busy one stays, and the start says the port is taken).
-            retirement.retire_superseded(self, client, image, keep=name)
+            self._retire_superseded(self, client, image, name)
         try:
             with filelock.FileLock(str(lock_path), timeout=self.settings.startup_timeout + 60):
                 # Recorded under the lock: a retirer holding it sees this start.
                 sticky.record_start(name, self._docker_url)
-                found = self._find_or_create_sticky(client, name, shape_hash, image, spec, reach)
+                found = sticky.find_or_create(
+                    client,
+                    name,
+                    self.settings,
+                    create=lambda password: self._create(
+                        client, name, shape_hash, image, password, reach
+                    ),
+                    wait_ready=lambda container: self._wait_ready(container, spec, reach),
+                )
         except filelock.Timeout as exc:
             raise ServerStartError(
                 f"waited too long for another freshdb process to start {name} "
                 f"(lock {lock_path}) — is one stuck? `freshdb status` shows the server"
             ) from exc
-        if self.settings.port is None:
-            retirement.retire_superseded(self, client, image, keep=name)
+        if self.settings.port is None and self._retire_superseded is not None:
+            self._retire_superseded(self, client, image, name)
         return found
-
-    def _find_or_create_sticky(
-        self,
-        client: docker.DockerClient,
-        name: str,
-        shape_hash: str,
-        image: Image,
-        spec: ContainerSpec,
-        reach: Reachability,
-    ) -> tuple[Container, ServerAddress, bool]:
-        container = find_container(client, name)
-        if container is not None:
-            sticky.check_ours(container, self.settings.prefix)
-            if container.status in ("dead", "removing"):
-                # No server process runs in it, so no session can be using it.
-                log.info("removing %s: it is %s", name, container.status)
-                remove_container(container)
-                container = None
-        reused = False
-        if container is None:
-            password = secrets.token_urlsafe(18)
-            container = self._create(client, name, shape_hash, image, password, reach)
-            # If Docker said the name was taken, another host or user made it meanwhile.
-            sticky.check_ours(container, self.settings.prefix)
-        elif container.status in ("running", "restarting"):
-            reused = True
-        elif container.status == "paused":
-            container.unpause()
-            reused = True
-        else:  # "exited" or "created": its server is not running, so nobody uses it
-            log.info("starting stopped container %s (its tmpfs starts empty)", name)
-            start_container(container, self.settings.port)
-        try:
-            return container, self._wait_ready(container, spec, reach), reused
-        except ServerStartError as exc:
-            if reused:
-                # Others' sessions may be using it (slowly): never remove it from here.
-                raise ServerStartError(
-                    f"the sticky server {name} runs but did not answer within "
-                    f"{self.settings.startup_timeout:.0f} s; freshdb leaves it alone because "
-                    "other sessions may be using it — `freshdb status` shows who uses it; "
-                    "`freshdb down` removes it once they are done (`--force` removes it "
-                    "anyway, cutting their connections); raise FRESHDB_STARTUP_TIMEOUT if the "
-                    f"machine is slow. {one_line(exc)}"
-                ) from exc
-            # Started here (new, or stopped before) and never ready: no session got in.
-            # Left behind, it would only fail the next session the same way.
-            remove_container(container)
-            raise
-
-    # -- retiring sticky containers (see freshdb.backends.retirement) ------------
-    def retirement_reason(
-        self, container: Container, unused_after: dt.timedelta | None = STICKY_UNUSED_AFTER
-    ) -> str | None:
-        """Why a sticky container is no longer wanted (``None``: it may be).
-
-        Superseded: no start will ask for it again (its image name now names another
-        image, or an older freshdb named it). Unused: no start on this machine asked
-        for it in ``unused_after`` (``None``: do not judge by age).
-        """
-        return retirement.retirement_reason(self, container, unused_after)
-
-    def server_use(self, container: Container) -> ServerUse | None:
-        """Who uses the server in a running container (``None``: it does not answer,
-        so nobody can tell)."""
-        return retirement.server_use(self, container)
-
-    def retire(
-        self,
-        container: Container,
-        *,
-        force: bool = False,
-        wait: float = 0.0,
-        grace: dt.timedelta | None = None,
-        dry_run: bool = False,
-    ) -> Retirement:
-        """Remove a sticky container if nobody uses it (or ``force``).
-
-        Waits up to ``wait`` seconds for its users to leave; never removes one started
-        within ``grace``. Done under the lock starts take, so a start of the same
-        container on this machine is either seen (and the container kept) or waits.
-        """
-        return retirement.retire(
-            self, container, force=force, wait=wait, grace=grace, dry_run=dry_run
-        )
 
     # -- starting containers ------------------------------------------------------
     def _start_throwaway(

@@ -1,4 +1,5 @@
-"""Sticky containers: their shape, and the per-user records that guard and date them.
+"""Sticky containers: their shape, the per-user records that guard and date them, and
+finding, reusing or creating one at start.
 
 A sticky container is shared by every session, project and process on the machine
 that asks for the same *shape*, and it is never replaced, stopped, restarted or
@@ -15,24 +16,32 @@ removed while anyone uses it:
   time is left alone, and the start fails saying what to do.
 - Starts (and retirements) of one container take one file lock per user and
   engine, and each start touches a record whose age says when it was last wanted
-  (see :mod:`freshdb.backends.retirement`).
+  (see :mod:`freshdb.cleanup.retirement`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import platformdirs
 from docker.models.containers import Container
 
+import docker
 from freshdb import naming
-from freshdb.backends.containers import parse_timestamp
+from freshdb.backends.containers import (
+    find_container,
+    parse_timestamp,
+    remove_container,
+    start_container,
+)
 from freshdb.config import Settings
-from freshdb.dialects.base import ContainerSpec
-from freshdb.errors import ContainerConflictError
+from freshdb.dialects.base import ContainerSpec, ServerAddress
+from freshdb.errors import ContainerConflictError, ServerStartError, one_line
 
 log = logging.getLogger("freshdb")
 
@@ -125,3 +134,58 @@ __all__ = [
     "state_directory",
     "usage_record",
 ]
+
+
+def find_or_create(
+    client: docker.DockerClient,
+    name: str,
+    settings: Settings,
+    *,
+    create: Callable[[str], Container],
+    wait_ready: Callable[[Container], ServerAddress],
+) -> tuple[Container, ServerAddress, bool]:
+    """The sticky container ``name``, answering: reused as it is, unpaused, started
+    again or created (by ``create``, given a new password); and whether it was reused.
+
+    Called under the container's start lock. A running container that does not
+    answer in time is left alone (others may be using it); one started here that
+    never answers is removed.
+    """
+    container = find_container(client, name)
+    if container is not None:
+        check_ours(container, settings.prefix)
+        if container.status in ("dead", "removing"):
+            # No server process runs in it, so no session can be using it.
+            log.info("removing %s: it is %s", name, container.status)
+            remove_container(container)
+            container = None
+    reused = False
+    if container is None:
+        container = create(secrets.token_urlsafe(18))
+        # If Docker said the name was taken, another host or user made it meanwhile.
+        check_ours(container, settings.prefix)
+    elif container.status in ("running", "restarting"):
+        reused = True
+    elif container.status == "paused":
+        container.unpause()
+        reused = True
+    else:  # "exited" or "created": its server is not running, so nobody uses it
+        log.info("starting stopped container %s (its tmpfs starts empty)", name)
+        start_container(container, settings.port)
+    try:
+        return container, wait_ready(container), reused
+    except ServerStartError as exc:
+        if reused:
+            # Others' sessions may be using it (slowly): never remove it from here.
+            raise ServerStartError(
+                f"the sticky server {name} runs but did not answer within "
+                f"{settings.startup_timeout:.0f} s; freshdb leaves it alone because "
+                "other sessions may be using it — `freshdb status` shows who uses it; "
+                "`freshdb down` removes it once they are done (`--force` removes it "
+                "anyway, cutting their connections); raise FRESHDB_STARTUP_TIMEOUT if the "
+                f"machine is slow. {one_line(exc)}"
+            ) from exc
+        # Started here (new, or stopped before) and never ready: no session got in.
+        # Left behind, it would only fail the next session the same way.
+        remove_container(container)
+        raise

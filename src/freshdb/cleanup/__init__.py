@@ -16,12 +16,39 @@ SQL in :mod:`freshdb.dialects`):
   idle sticky containers no longer wanted, and the above on every server) and
   ``freshdb down``.
 
+- :mod:`~freshdb.cleanup.retirement`: which sticky containers are no longer wanted
+  (superseded or unused) and retiring them once idle (by a later start, ``freshdb
+  prune`` and ``freshdb down``).
+
 Callers: :class:`freshdb.DatabaseServer` (reap and prune at start, its own copies at
 stop; the pytest plugin and the Django runner get them through it) and the CLI.
-Two removals belong to starting a container and stay in the Docker backend, which
-runs them under its start lock: a throwaway start removes leaked throwaway
-containers, and a sticky start retires idle containers it supersedes.
+Two removals happen while a container starts, under the Docker backend's start
+lock: a throwaway start removes leaked throwaway containers (a Docker fact: the
+owner process is gone), and a sticky start retires idle containers it supersedes.
+The latter is this package's policy, handed to the backend as a callable
+(:func:`superseded_retirer`), because the start must retire before it publishes a
+fixed ``port`` such a container may hold, and backends never import cleanup.
 
 The submodules are imported where they are used: ``leftovers`` and ``retention``
 need no Docker client, so a session on an external server never imports one.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from freshdb.config import Settings
+
+if TYPE_CHECKING:
+    from freshdb.backends.docker import SupersededRetirer
+
+
+def superseded_retirer(settings: Settings) -> SupersededRetirer | None:
+    """What a sticky start of these settings calls to retire the idle containers it
+    supersedes (:func:`~freshdb.cleanup.retirement.retire_superseded`); ``None`` for
+    other modes. Imported only then: it needs the Docker SDK."""
+    if settings.mode != "sticky":
+        return None
+    from freshdb.cleanup.retirement import retire_superseded
+
+    return retire_superseded

@@ -19,9 +19,9 @@ from docker.models.containers import Container
 
 from freshdb.backends.containers import container_facts, list_managed_containers
 from freshdb.backends.docker import DockerBackend
-from freshdb.backends.retirement import STICKY_UNUSED_AFTER
 from freshdb.backends.throwaways import is_leaked_throwaway
 from freshdb.cleanup.retention import DEFAULT_RETENTION_SECONDS, plan_pruning, read_templates
+from freshdb.cleanup.retirement import STICKY_UNUSED_AFTER, retirement_reason
 from freshdb.config import Settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
@@ -172,7 +172,7 @@ def find_servers(
             uptime_seconds=(now - facts.started).total_seconds() if facts.started else None,
             memory_bytes=facts.memory_bytes,
             leaked=is_leaked_throwaway(container),
-            retire_reason=backend.retirement_reason(container, unused_after),
+            retire_reason=retirement_reason(backend, container, unused_after),
         )
         server = FoundServer(info, container=container)
         servers.append(server)

@@ -17,16 +17,17 @@ from docker.models.containers import Container
 from freshdb import naming
 from freshdb.backends.containers import remove_container
 from freshdb.backends.docker import DockerBackend
-from freshdb.backends.retirement import (
-    DOWN_WAIT_SECONDS,
-    STICKY_START_GRACE,
-    STICKY_UNUSED_AFTER,
-    Retirement,
-)
 from freshdb.backends.throwaways import is_leaked_throwaway
 from freshdb.cleanup import inventory
 from freshdb.cleanup.leftovers import drop_old_kept_copies, reap_dead_owners
 from freshdb.cleanup.retention import prune_templates
+from freshdb.cleanup.retirement import (
+    DOWN_WAIT_SECONDS,
+    STICKY_START_GRACE,
+    STICKY_UNUSED_AFTER,
+    Retirement,
+    retire,
+)
 from freshdb.config import Settings
 from freshdb.dialects.base import DBAPIConnection
 from freshdb.errors import FreshDBError, one_line
@@ -49,7 +50,7 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
 
     Leaked throwaway containers (owner process gone, or older than ``max_age``);
     idle sticky containers no longer wanted (superseded, or not asked for by any
-    start in ``max_age``, by default :data:`~freshdb.backends.docker.STICKY_UNUSED_AFTER`;
+    start in ``max_age``, by default :data:`~freshdb.cleanup.retirement.STICKY_UNUSED_AFTER`;
     never the one of these settings, never one in use); on every running server,
     copies and builds whose owner session is gone
     (:func:`~freshdb.cleanup.leftovers.reap_dead_owners`), templates retention removes
@@ -109,7 +110,7 @@ def _current_sticky_name(settings: Settings, backend: DockerBackend | None) -> s
 
 def _retire(backend: DockerBackend, container: Container, dry_run: bool) -> Retirement:
     # Not waiting: prune is housekeeping, a busy server is simply kept for later.
-    return backend.retire(container, grace=STICKY_START_GRACE, dry_run=dry_run)
+    return retire(backend, container, grace=STICKY_START_GRACE, dry_run=dry_run)
 
 
 def _throwaway_reason(info: inventory.ServerStatus, max_age: dt.timedelta | None) -> str:
@@ -174,7 +175,7 @@ def remove_sticky_servers(
         containers = [found] if found is not None else []
     removals, kept = [], []
     for container in containers:
-        outcome = backend.retire(container, force=force, wait=wait)
+        outcome = retire(backend, container, force=force, wait=wait)
         if outcome.removed:
             reason = "down --force" if force else "down"
             removals.append(Removal("container", outcome.name, outcome.name, reason))

@@ -11,9 +11,9 @@ import datetime as dt
 import json
 import sys
 
-from freshdb.backends.retirement import DOWN_WAIT_SECONDS
 from freshdb.cleanup.inventory import gather
 from freshdb.cleanup.removal import prune, remove_sticky_servers
+from freshdb.cleanup.retirement import DOWN_WAIT_SECONDS
 from freshdb.cli.options import AddCommand, non_negative, settings_from
 from freshdb.cli.presentation import server_text
 from freshdb.errors import ConfigurationError

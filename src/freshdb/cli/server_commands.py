@@ -9,6 +9,7 @@ import sys
 import time
 
 from freshdb.backends import backend_for
+from freshdb.cleanup import superseded_retirer
 from freshdb.cleanup.inventory import current_server, require_lasting_mode
 from freshdb.cli.options import AddCommand, note, settings_from, url_text
 from freshdb.dialects import dialect_for
@@ -21,7 +22,7 @@ def command_up(args: argparse.Namespace) -> int:
     settings = settings_from(args)
     require_lasting_mode(settings, "`freshdb up`")
     dialect = dialect_for(settings.engine)
-    backend = backend_for(settings, dialect)
+    backend = backend_for(settings, dialect, retire_superseded=superseded_retirer(settings))
     running = backend.start()
     what = running.container_name or f"{running.address.host}:{running.address.port}"
     verb = "reused" if running.reused else "started"

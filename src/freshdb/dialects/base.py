@@ -126,6 +126,18 @@ class ServerUse:
         return ", ".join(parts)
 
 
+@dataclasses.dataclass(frozen=True)
+class ServerDefaults:
+    """An engine family's server facts: what a server URL that leaves them out means,
+    who administers its image, and the official image of each engine."""
+
+    port: int
+    user: str
+    admin_database: str
+    #: The official image used when none is configured, per engine.
+    images: Mapping[str, str]
+
+
 class Dialect(abc.ABC):
     """The SQL and server settings of one engine family."""
 
@@ -133,15 +145,12 @@ class Dialect(abc.ABC):
     family: str
     #: SQLAlchemy's dialect name, for compiling DDL (e.g. "postgresql").
     sqlalchemy_name: str
-    #: What a server URL that leaves them out means.
-    default_port: int
-    default_user: str
-    default_admin_database: str
+    defaults: ServerDefaults
 
     # -- the server ------------------------------------------------------------
-    @abc.abstractmethod
     def default_image(self, engine: str) -> str:
         """The official image used when none is configured."""
+        return self.defaults.images[engine]
 
     @abc.abstractmethod
     def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
@@ -152,10 +161,10 @@ class Dialect(abc.ABC):
         parsed = make_url(url)
         return ServerAddress(
             host=parsed.host or "localhost",
-            port=parsed.port or self.default_port,
-            user=parsed.username or self.default_user,
+            port=parsed.port or self.defaults.port,
+            user=parsed.username or self.defaults.user,
             password=parsed.password or "",
-            admin_database=parsed.database or self.default_admin_database,
+            admin_database=parsed.database or self.defaults.admin_database,
         )
 
     @abc.abstractmethod

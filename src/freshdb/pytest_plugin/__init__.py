@@ -49,7 +49,7 @@ from freshdb.pytest_plugin.options import (
     explicit_arguments_of,
     keep_failed,
     register_options,
-    server_spec,
+    server_request,
 )
 
 if TYPE_CHECKING:
@@ -205,7 +205,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
 
     try:
         setup = config.stash[SETUP]
-        settings = server_spec(setup.arguments, {}, setup.rootdir).settings
+        settings = server_request(setup.arguments, {}, setup.rootdir).settings
     except FreshDBError as exc:
         return [f"freshdb: configuration error (tests using freshdb fixtures will fail): {exc}"]
     return [reporting.header_line(settings)]
@@ -290,7 +290,7 @@ def session_server(config: pytest.Config, overrides: Mapping[str, Any]) -> Datab
     stops it at the session's end.
     """
     servers = registry_of(config)
-    return servers.server(servers.spec(overrides))
+    return servers.server(servers.request(overrides))
 
 
 # -- factories ------------------------------------------------------------------------
@@ -307,7 +307,7 @@ def server_fixture(*, name: str | None = None, **settings: Any) -> Callable[...,
 
     def server(request: pytest.FixtureRequest) -> DatabaseServer:
         servers = registry(request)
-        return servers.server(servers.spec(settings))
+        return servers.server(servers.request(settings))
 
     server.__doc__ = f"A freshdb server with {settings!r} (from freshdb.pytest_plugin)."
     return pytest.fixture(scope="session", name=name)(server)

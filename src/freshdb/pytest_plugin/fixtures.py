@@ -75,7 +75,7 @@ def server_for_test(request: pytest.FixtureRequest) -> DatabaseServer:
     overrides = marker_overrides(request.node) if isinstance(request.node, pytest.Item) else {}
     if overrides:
         servers = registry(request)
-        return servers.server(servers.spec(overrides))
+        return servers.server(servers.request(overrides))
     server: DatabaseServer = request.getfixturevalue("freshdb_server")
     return server
 
@@ -101,31 +101,27 @@ def freshdb_server(request: pytest.FixtureRequest) -> DatabaseServer:
     fixtures built on it then use yours.
     """
     servers = registry(request)
-    return servers.server(servers.spec())
+    return servers.server(servers.request())
 
 
-@pytest.fixture
-def freshdb_host(request: pytest.FixtureRequest) -> str:
-    """The host name or address of this test's server, as seen from the tests."""
-    return server_for_test(request).address.host
+def _address_part(part: str, doc: str) -> Any:
+    """A fixture giving one part of this test's server address (``freshdb_<part>``)."""
+
+    def address_part(request: pytest.FixtureRequest) -> Any:
+        return getattr(server_for_test(request).address, part)
+
+    address_part.__doc__ = doc
+    return pytest.fixture(name=f"freshdb_{part}")(address_part)
 
 
-@pytest.fixture
-def freshdb_port(request: pytest.FixtureRequest) -> int:
-    """The port of this test's server on ``freshdb_host``."""
-    return server_for_test(request).address.port
-
-
-@pytest.fixture
-def freshdb_user(request: pytest.FixtureRequest) -> str:
-    """The administrator user of this test's server (it owns the test's database)."""
-    return server_for_test(request).address.user
-
-
-@pytest.fixture
-def freshdb_password(request: pytest.FixtureRequest) -> str:
-    """The password of ``freshdb_user``."""
-    return server_for_test(request).address.password
+freshdb_host = _address_part(
+    "host", "The host name or address of this test's server, as seen from the tests (a str)."
+)
+freshdb_port = _address_part("port", "The port of this test's server on ``freshdb_host`` (an int).")
+freshdb_user = _address_part(
+    "user", "The administrator user of this test's server (it owns the test's database)."
+)
+freshdb_password = _address_part("password", "The password of ``freshdb_user``.")
 
 
 # -- a database per test ----------------------------------------------------------------

@@ -179,7 +179,7 @@ def resolve_schema(schema: Any, rootdir: Path) -> Any:
     return schema
 
 
-def server_spec(
+def server_request(
     base: Mapping[str, Any],
     overrides: Mapping[str, Any],
     rootdir: Path,

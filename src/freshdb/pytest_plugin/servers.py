@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 from freshdb import naming
 from freshdb.config import Settings
 from freshdb.errors import FreshDBError, ServerStartError
-from freshdb.pytest_plugin.options import ServerRequest, server_spec
+from freshdb.pytest_plugin.options import ServerRequest, server_request
 
 if TYPE_CHECKING:
     # The server machinery (SQLAlchemy, drivers, Docker) is imported when a server is
@@ -110,7 +110,7 @@ class ServerRegistry:
         self._closed = False
 
     # -- which server ---------------------------------------------------------------
-    def spec(self, overrides: Mapping[str, Any] | None = None) -> ServerRequest:
+    def request(self, overrides: Mapping[str, Any] | None = None) -> ServerRequest:
         """The settings of the run's server, or of one picked by ``overrides``."""
         if overrides:
             # Markers ask once per test: resolve each distinct set of overrides once.
@@ -121,18 +121,18 @@ class ServerRegistry:
                 cache_key = None
             spec = self._specs.get(cache_key) if cache_key is not None else None
             if spec is None:
-                spec = server_spec(self.base_arguments, overrides, self.rootdir)
+                spec = server_request(self.base_arguments, overrides, self.rootdir)
                 if cache_key is not None:
                     self._specs[cache_key] = spec
             return spec
         if self._default is None:
-            self._default = server_spec(self.base_arguments, {}, self.rootdir)
+            self._default = server_request(self.base_arguments, {}, self.rootdir)
         return self._default
 
     def cli_defaults(self) -> Settings | None:
         """The settings the ``freshdb`` CLI would use here (environment, pyproject.toml)."""
         try:
-            return server_spec({}, {}, self.rootdir).settings
+            return server_request({}, {}, self.rootdir).settings
         except FreshDBError:
             return None
 

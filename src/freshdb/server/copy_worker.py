@@ -1,12 +1,15 @@
-"""The :class:`~freshdb.pool.CopyWorker` that does the pool's work with a dialect's SQL."""
+"""The :class:`~freshdb.pool.CopyWorker` that does the pool's work with a dialect's SQL,
+and the set of them a session aborts if its server stops answering."""
 
 from __future__ import annotations
 
 import threading
+import weakref
+from collections.abc import Callable
 from typing import Any
 
-from freshdb.database import EngineFactory
 from freshdb.dialects.base import CopyRecipe, Dialect, ServerAddress
+from freshdb.engine_factory import EngineFactory
 from freshdb.errors import FreshDBError
 
 
@@ -66,3 +69,28 @@ class SqlCopyWorker:
             if translated is not None:
                 raise translated from exc
             raise
+
+
+class CopyWorkers:
+    """The pool's workers on one server, to abort them all at once if the server stops
+    answering while the session stops."""
+
+    def __init__(self, open_worker: Callable[[], SqlCopyWorker]) -> None:
+        self._open_worker = open_worker
+        # Weak: the workers the pool has closed and let go of are forgotten.
+        self._workers: weakref.WeakSet[SqlCopyWorker] = weakref.WeakSet()
+        self._lock = threading.Lock()
+
+    def open(self) -> SqlCopyWorker:
+        """A new worker for the pool, remembered until the pool lets go of it."""
+        worker = self._open_worker()
+        with self._lock:
+            self._workers.add(worker)
+        return worker
+
+    def abort_all(self) -> None:
+        """Make every worker's operation under way fail at once (any thread)."""
+        with self._lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.abort()

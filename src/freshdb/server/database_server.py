@@ -11,21 +11,22 @@ import contextlib
 import logging
 import threading
 import time
-import weakref
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy.engine import URL
 
 from freshdb import naming
+from freshdb.async_database import AsyncDatabaseContext
 from freshdb.backends import RunningServer, ServerBackend, backend_for
-from freshdb.cleanup.leftovers import drop_own_leftovers, reap_dead_owners
-from freshdb.cleanup.retention import prune_templates
+from freshdb.cleanup import superseded_retirer
+from freshdb.cleanup.leftovers import drop_own_leftovers
 from freshdb.config import Settings, resolve_settings
-from freshdb.database import AsyncDatabaseContext, Database, EngineFactory
+from freshdb.database import Database
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
-from freshdb.drivers import ConnectionParts, Driver, configured_driver
+from freshdb.drivers import configured_driver
+from freshdb.engine_factory import EngineFactory
 from freshdb.errors import (
     AcquireCancelledError,
     FreshDBError,
@@ -34,10 +35,11 @@ from freshdb.errors import (
 )
 from freshdb.migrators import Migrator, as_migrator
 from freshdb.pool import Cancellation, ClonePool, Copy
-from freshdb.server.copy_worker import SqlCopyWorker
+from freshdb.server.copy_worker import CopyWorkers, SqlCopyWorker
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
-from freshdb.template import Template, TemplateBuilder
-from freshdb.template_cache.cache import open_template_cache
+from freshdb.server.logins import Logins
+from freshdb.server.preparation import prepare_template, template_origin
+from freshdb.template import Template
 
 log = logging.getLogger("freshdb")
 
@@ -77,9 +79,7 @@ class DatabaseServer:
         self.dialect: Dialect = dialect_for(self.settings.engine)
         self._schema = schema if schema is not None else self.settings.schema
         self._lock = threading.Lock()
-        # Drivers whose logins the server was made to take (pg8000 and SCRAM iterations).
-        self._accepted_drivers: set[str] = set()
-        self._drivers_lock = threading.Lock()
+        self._logins = Logins(self.dialect)
         self._backend: ServerBackend | None = None
         self._running: RunningServer | None = None
         self._lease: DBAPIConnection | None = None
@@ -92,10 +92,8 @@ class DatabaseServer:
         # every hand-out; this lock keeps two threads off the connection at once.
         self._lease_lock = threading.Lock()
         self._gone: FreshDBError | None = None  # why this session can hand out no more
-        # The pool's workers, to abort if the server stops answering during stop();
-        # weak, so the ones the pool has closed and let go of are forgotten.
-        self._workers: weakref.WeakSet[SqlCopyWorker] = weakref.WeakSet()
-        self._workers_lock = threading.Lock()
+        # The pool's workers, to abort if the server stops answering during stop().
+        self._workers: CopyWorkers | None = None
         # The driver of the URLs and engines tests get (the ``driver`` setting).
         self._driver = configured_driver(self.settings.driver, self.settings.engine)
         self._engines = EngineFactory(self._driver)
@@ -112,7 +110,9 @@ class DatabaseServer:
                 return self
             started = time.perf_counter()
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
-            backend = backend_for(self.settings, self.dialect)
+            backend = backend_for(
+                self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
+            )
             running = backend.start()
             self._gone = None
             try:
@@ -137,15 +137,9 @@ class DatabaseServer:
                 self._start_seconds,
                 "reused" if running.reused else "started",
                 self.template,
-                self._template_origin(),
+                template_origin(self._template),
             )
             return self
-
-    def _template_origin(self) -> str:
-        template = self._template
-        if template is None or not template.reused:
-            return "restored from the cache" if template and template.restored else "built"
-        return "reused"
 
     def _begin_session(
         self, backend: ServerBackend, running: RunningServer, migrator: Migrator
@@ -157,33 +151,19 @@ class DatabaseServer:
         self._owner = naming.new_owner_id()
         self._lease = self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
-        self._accepted_drivers.clear()  # a new container stores a cheap password again
-        self._accept_driver(self._driver)
-        self._reaped = reap_dead_owners(self.dialect, self._lease, prefix)
-        cache = open_template_cache(self.settings, self.dialect, backend, address)
-        builder = TemplateBuilder(self.dialect, address, prefix, self._owner, cache=cache)
-        template = builder.ensure(self._lease, migrator)
-        self._template = template
-        prune_templates(
-            self.dialect,
-            self._lease,
-            prefix,
-            self.settings.keep_templates,
-            {template.name},
-            retention_seconds=self.settings.template_retention_seconds,
+        self._logins.use(address)
+        self._logins.accept(self._driver)
+        template, self._reaped = prepare_template(
+            self.settings, self.dialect, backend, address, self._lease, self._owner, migrator
         )
+        self._template = template
         recipe = self.dialect.copy_recipe(self._lease, template.name)
         owner = self._owner
         engines = self._engines
-
-        def open_worker() -> SqlCopyWorker:
-            worker = SqlCopyWorker(self.dialect, address, recipe, engines)
-            with self._workers_lock:
-                self._workers.add(worker)
-            return worker
-
+        workers = CopyWorkers(lambda: SqlCopyWorker(self.dialect, address, recipe, engines))
+        self._workers = workers
         pool = ClonePool(
-            open_worker=open_worker,
+            open_worker=workers.open,
             copy_name=lambda seq: naming.copy_name(prefix, template.fingerprint, owner, seq),
             kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
             size=self.settings.pool_size,
@@ -206,11 +186,12 @@ class DatabaseServer:
         pool, self._pool = self._pool, None
         with self._lease_lock:
             lease, self._lease = self._lease, None
+        workers, self._workers = self._workers, None
         # Dropping copies waits on the server: if it is paused or cut off, give up on
         # it (its copies are reaped later with this session's lease) instead of hanging.
         with abandoned_if_unanswered(
             lambda: self._liveness().why_unanswered(),
-            lambda reason: self._abandon(pool, lease, reason),
+            lambda reason: self._abandon(pool, workers, lease, reason),
         ) as abandoned:
             if pool is not None:
                 pool.close(drop=self._gone is None)
@@ -229,11 +210,15 @@ class DatabaseServer:
                 lease.close()
             except Exception as exc:
                 log.debug("closing the lease connection failed: %s", exc)
-        with self._workers_lock:
-            self._workers.clear()
         self._backend = None
 
-    def _abandon(self, pool: ClonePool | None, lease: DBAPIConnection | None, reason: str) -> None:
+    def _abandon(
+        self,
+        pool: ClonePool | None,
+        workers: CopyWorkers | None,
+        lease: DBAPIConnection | None,
+        reason: str,
+    ) -> None:
         """Give up on a server that stopped answering while this session stops: the
         pool is told it is gone, and every connection of this session is aborted, so
         whatever waits on them fails at once."""
@@ -245,10 +230,8 @@ class DatabaseServer:
         log.warning("%s", error)
         if pool is not None:
             pool.server_gone(error)
-        with self._workers_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.abort()
+        if workers is not None:
+            workers.abort_all()
         if lease is not None:
             self.dialect.abort(lease)
 
@@ -347,39 +330,13 @@ class DatabaseServer:
         address = self.address
         warm, copy.warm_connection = copy.warm_connection, None
         return Database(
-            self._parts(address, copy.name),
+            self._logins.parts(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
             driver=self._driver,
             engines=self._engines,
             warm_connection=warm,
             kept_name=copy.kept_name,
         )
-
-    def _parts(self, address: ServerAddress, database: str | None) -> ConnectionParts:
-        return ConnectionParts(
-            self.dialect.family,
-            address.host,
-            address.port,
-            address.user,
-            address.password,
-            database,
-            accept=self._accept_driver,
-        )
-
-    def _accept_driver(self, driver: Driver) -> None:
-        """Let the server take ``driver``'s logins (once per driver and session)."""
-        if not driver.min_scram_iterations or driver.name in self._accepted_drivers:
-            return
-        with self._drivers_lock:
-            if driver.name in self._accepted_drivers or self._running is None:
-                return
-            address = self._running.address
-            conn = self.dialect.connect(address)
-            try:
-                self.dialect.require_password_iterations(conn, address, driver.min_scram_iterations)
-            finally:
-                conn.close()
-            self._accepted_drivers.add(driver.name)
 
     def _require_pool(self) -> ClonePool:
         pool = self._pool
@@ -406,12 +363,12 @@ class DatabaseServer:
     def url_for(self, driver: str) -> URL:
         """The admin URL of the server for ``driver`` (e.g. ``"psycopg2"``)."""
         address = self.address
-        return self._parts(address, address.admin_database or None).url(driver)
+        return self._logins.parts(address, address.admin_database or None).url(driver)
 
     def dsn(self) -> str:
         """The admin address as a plain URI (``postgresql://…``, ``mysql://…``)."""
         address = self.address
-        return self._parts(address, address.admin_database or None).dsn()
+        return self._logins.parts(address, address.admin_database or None).dsn()
 
     @property
     def template(self) -> str | None:

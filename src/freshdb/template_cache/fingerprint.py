@@ -62,9 +62,10 @@ def template_fingerprint(
     if predicted is not None:
         return predicted, False
     from freshdb.backends import backend_for
+    from freshdb.cleanup import superseded_retirer
 
     dialect = dialect_for(settings.engine)
-    backend = backend_for(settings, dialect)
+    backend = backend_for(settings, dialect, retire_superseded=superseded_retirer(settings))
     running = backend.start()
     try:
         conn = dialect.connect(running.address)

@@ -24,11 +24,8 @@ import importlib.util
 import pytest
 
 from freshdb.compat.pytest_postgresql import factories
-from freshdb.compat.pytest_postgresql.factories import (
-    AUTOCOMMIT_OPTION,
-    LOAD_OPTION,
-    ServerDetails,
-)
+from freshdb.compat.pytest_postgresql.details import ServerDetails
+from freshdb.compat.pytest_postgresql.loading import AUTOCOMMIT_OPTION, LOAD_OPTION
 
 __all__ = ["ServerDetails", "factories"]
 

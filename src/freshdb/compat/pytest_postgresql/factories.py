@@ -5,29 +5,32 @@ says where the server is (:class:`ServerDetails`); their ``load=`` list builds
 freshdb's template, cached across sessions by a fingerprint of what it loads.
 ``postgresql`` makes a function fixture: a psycopg 3 connection to a fresh copy of
 that template, taken from the pool (no ``CREATE DATABASE`` while the test waits).
+
+What ``load=`` loads is :mod:`~freshdb.compat.pytest_postgresql.loading`'s; the
+process fixtures' value is :mod:`~freshdb.compat.pytest_postgresql.details`'.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-import importlib
-import inspect
-import os
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
-from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
-from sqlalchemy.engine import URL, Connection
+from sqlalchemy.engine import URL
 
+from freshdb.compat.pytest_postgresql.details import ServerDetails
+from freshdb.compat.pytest_postgresql.loading import (
+    Load,
+    configured_loads,
+    load_migrator,
+    psycopg_arguments,
+)
 from freshdb.config import Settings
 from freshdb.database import Database
 from freshdb.errors import ConfigurationError
-from freshdb.migrators.base import ComposedMigrator, Migrator, digest
 from freshdb.pytest_plugin.fixtures import hand_out, registry
-from freshdb.server import DatabaseServer
 
 __all__ = [
     "ServerDetails",
@@ -36,10 +39,6 @@ __all__ = [
     "postgresql_noproc",
     "postgresql_proc",
 ]
-
-#: What ``load=`` takes, as in pytest-postgresql: a ``Path`` of a SQL file, an import
-#: path of a loader function (``"package.module:function"``), or the function itself.
-Load = Path | str | Callable[..., Any]
 
 # pytest-postgresql's arguments about running its own server process, and what
 # freshdb, which runs the server in Docker, says instead.
@@ -57,189 +56,6 @@ _SERVER_CHOSEN = (
 _SETTING_NAMES = frozenset(field.name for field in dataclasses.fields(Settings))
 # Settings the factories decide themselves: the engine, and the schema (from load=).
 _RESERVED_SETTINGS = frozenset({"engine", "schema"})
-#: pytest-postgresql's options for what to load (registered by the plugin module).
-LOAD_OPTION = "postgresql_load"
-AUTOCOMMIT_OPTION = "postgresql_load_autocommit"
-
-
-class ServerDetails:
-    """What a ``postgresql_proc`` / ``postgresql_noproc`` fixture gives a test.
-
-    The attributes pytest-postgresql's executors have (``host``, ``port``, ``user``,
-    ``password``, ``dbname``, ``options``, ``template_dbname``,
-    ``maintenance_dbname``), plus ``server``, the freshdb :class:`DatabaseServer`.
-
-    ``dbname`` names the copy of the test that holds a ``postgresql`` connection
-    from this fixture, as pytest-postgresql's one test database does; outside such
-    a test it names the template, which accepts no connections.
-    """
-
-    def __init__(
-        self,
-        server: DatabaseServer,
-        *,
-        options: str,
-        loads: Sequence[Load],
-        settings: Mapping[str, Any],
-        load_autocommit: bool,
-    ) -> None:
-        address = server.address
-        #: The freshdb server behind this fixture.
-        self.server = server
-        self.host = address.host
-        self.port = address.port
-        self.user = address.user
-        self.password = address.password
-        #: libpq ``options`` every ``postgresql`` connection of this fixture uses.
-        self.options = options
-        #: The database that creating and dropping databases connects to.
-        self.maintenance_dbname = address.admin_database
-        # What postgresql_noproc(depends_on=...) builds on.
-        self.loads: tuple[Load, ...] = tuple(loads)
-        self.settings: dict[str, Any] = dict(settings)
-        self.load_autocommit = load_autocommit
-        self._current: list[str] = []
-
-    def __repr__(self) -> str:  # never show the password
-        where = f"{self.user}@{self.host}:{self.port}"
-        return f"<ServerDetails {where} template {self.template_dbname}>"
-
-    @property
-    def template_dbname(self) -> str:
-        """The template every test's copy is made from."""
-        template = self.server.template
-        assert template is not None  # the server is started before this object exists
-        return template
-
-    @property
-    def dbname(self) -> str:
-        """The running test's copy (see the class docstring), else the template."""
-        return self._current[-1] if self._current else self.template_dbname
-
-    @contextlib.contextmanager
-    def holding(self, database: str) -> Iterator[None]:
-        """While a test holds a connection to ``database``, ``dbname`` names it."""
-        self._current.append(database)
-        try:
-            yield
-        finally:
-            self._current.remove(database)
-
-
-# -- loading the template -----------------------------------------------------------
-def _loader_function(load: str | Callable[..., Any]) -> Callable[..., Any]:
-    """The function an import path names (``pkg.module:function`` or ``pkg.module.function``)."""
-    if callable(load):
-        return load
-    module_name, _, attribute = load.rpartition(":")
-    if not module_name:
-        module_name, _, attribute = load.rpartition(".")
-    if not module_name or not attribute:
-        raise ConfigurationError(
-            f"load={load!r}: a string in load= is an import path of a loader function "
-            "(package.module:function); for a SQL file pass a pathlib.Path"
-        )
-    try:
-        module = importlib.import_module(module_name)
-        function = getattr(module, attribute)
-    except (ImportError, AttributeError) as exc:
-        raise ConfigurationError(
-            f"load={load!r}: cannot import the loader function ({exc}) — check the import "
-            "path, and that its package is importable from the test run"
-        ) from exc
-    if not callable(function):
-        raise ConfigurationError(f"load={load!r} names {type(function).__name__}, not a function")
-    result: Callable[..., Any] = function
-    return result
-
-
-def _source_of(function: Callable[..., Any]) -> str:
-    """The code a loader function's behaviour depends on: its whole module if possible."""
-    target = inspect.unwrap(function)
-    for subject in (inspect.getmodule(target), target):
-        if subject is None:
-            continue
-        try:
-            return inspect.getsource(subject)
-        except (OSError, TypeError):
-            continue
-    raise ConfigurationError(
-        f"cannot read the source of the loader {function!r} to fingerprint the template — "
-        "load a function defined in a .py file (not a functools.partial or a builtin)"
-    )
-
-
-class _SqlFileLoad:
-    """A ``Path`` in ``load=``: the file executed at once, as pytest-postgresql does."""
-
-    def __init__(self, path: Path, autocommit: bool) -> None:
-        self.path = path
-        self.autocommit = autocommit
-        self.description = f"load={path}"
-
-    def fingerprint(self) -> str:
-        try:
-            content = self.path.read_bytes()
-        except OSError as exc:
-            raise ConfigurationError(
-                f"load=[Path({str(self.path)!r})]: cannot read the SQL file ({exc})"
-            ) from exc
-        return digest("pytest-postgresql-sql", str(self.autocommit), content)
-
-    def migrate(self, connection: Connection) -> None:
-        with _connect_like_a_loader(connection, self.autocommit) as loading:
-            loading.execute(self.path.read_text())
-            if not self.autocommit:
-                loading.commit()
-
-
-class _FunctionLoad:
-    """A loader function in ``load=``: called with host, port, user, dbname, password."""
-
-    def __init__(self, load: str | Callable[..., Any]) -> None:
-        self.function = _loader_function(load)
-        name = getattr(self.function, "__qualname__", repr(self.function))
-        self.description = f"load={getattr(self.function, '__module__', '?')}.{name}"
-
-    def fingerprint(self) -> str:
-        return digest("pytest-postgresql-loader", self.description, _source_of(self.function))
-
-    def migrate(self, connection: Connection) -> None:
-        url = connection.engine.url
-        self.function(
-            host=url.host,
-            port=url.port,
-            user=url.username,
-            dbname=url.database,
-            password=url.password,
-        )
-
-
-def _connect_like_a_loader(connection: Connection, autocommit: bool) -> psycopg.Connection[Any]:
-    url = connection.engine.url
-    return psycopg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password,
-        dbname=url.database,
-        autocommit=autocommit,
-    )
-
-
-def _migrator(loads: Sequence[Load], autocommit: bool) -> Migrator:
-    steps: list[Migrator] = []
-    for load in loads:
-        if isinstance(load, Path):
-            steps.append(_SqlFileLoad(load, autocommit))
-        elif isinstance(load, str) or callable(load):
-            steps.append(_FunctionLoad(load))
-        else:
-            raise ConfigurationError(
-                f"load= takes Paths of SQL files, import paths of loader functions and "
-                f"functions, got {load!r}"
-            )
-    return ComposedMigrator(steps)
 
 
 # -- checking the factories' arguments ------------------------------------------------
@@ -269,33 +85,6 @@ def _check_settings(factory: str, settings: Mapping[str, Any]) -> None:
         )
 
 
-def configured_loads(config: pytest.Config) -> tuple[list[Load], bool | None]:
-    """pytest-postgresql's ``--postgresql-load`` / ``postgresql_load`` and
-    ``--postgresql-load-autocommit`` / ``postgresql_load_autocommit``, when the
-    compatibility plugin registered them: what factories without ``load=`` load.
-
-    As in pytest-postgresql, a value ending in ``.sql`` is a SQL file (relative to
-    the working directory, or in the ini file to the ini file's directory); any
-    other is an import path.
-    """
-    values: list[Any] = []
-    autocommit: bool | None = None
-    try:
-        values = list(config.getoption(LOAD_OPTION) or [])
-        if not values and config.inipath is not None:
-            # pathlist made every value a path next to the ini file: an import path
-            # is given back as it was written.
-            values = [
-                path if str(path).endswith(".sql") else os.path.relpath(path, config.inipath.parent)
-                for path in config.getini(LOAD_OPTION) or []
-            ]
-        autocommit = bool(config.getoption(AUTOCOMMIT_OPTION) or config.getini(AUTOCOMMIT_OPTION))
-    except ValueError:  # the plugin is not loaded: the factories are used on their own
-        pass
-    loads: list[Load] = [Path(str(v)) if str(v).endswith(".sql") else str(v) for v in values]
-    return loads, autocommit
-
-
 def _start(
     request: pytest.FixtureRequest,
     *,
@@ -306,9 +95,9 @@ def _start(
 ) -> ServerDetails:
     overrides: dict[str, Any] = {"engine": "postgres", **settings}
     if loads:
-        overrides["schema"] = _migrator(loads, load_autocommit)
+        overrides["schema"] = load_migrator(loads, load_autocommit)
     servers = registry(request)
-    server = servers.server(servers.spec(overrides))
+    server = servers.server(servers.request(overrides))
     return ServerDetails(
         server,
         options=options,
@@ -498,14 +287,8 @@ def _connected(
     details: ServerDetails,
     isolation_level: psycopg.IsolationLevel | None,
 ) -> Iterator[psycopg.Connection[Any]]:
-    url = database.url
     connection = psycopg.connect(
-        host=url.host,
-        port=url.port,
-        user=url.username,
-        password=url.password,
-        dbname=database.name,
-        options=details.options,
+        **psycopg_arguments(database.url, database.name, options=details.options)
     )
     try:
         if isolation_level is not None:
@@ -545,14 +328,8 @@ def postgresql_async(
     ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         details = _details(request, process_fixture_name, "postgresql_async")
         async with details.server.adatabase() as database:
-            url = database.url
             connection = await psycopg.AsyncConnection.connect(
-                host=url.host,
-                port=url.port,
-                user=url.username,
-                password=url.password,
-                dbname=database.name,
-                options=details.options,
+                **psycopg_arguments(database.url, database.name, options=details.options)
             )
             try:
                 if isolation_level is not None:

@@ -23,6 +23,7 @@ from freshdb.dialects.base import (
     CopyRecipe,
     DBAPIConnection,
     ServerAddress,
+    ServerDefaults,
 )
 from freshdb.dialects.mysql import connection, copier, errors
 from freshdb.dialects.mysql.flags import image_flavour, server_flags
@@ -45,15 +46,11 @@ class MySQLDialect(MySQLLocks):
 
     family = "mysql"
     sqlalchemy_name = "mysql"
-    default_port = 3306
-    default_user = "root"
-    default_admin_database = ""
+    # A long-term-support release of each. For MySQL, the 9.7 line is the one the test
+    # suite runs for real (8.4's flag choices are unit-tested only).
+    defaults = ServerDefaults(3306, "root", "", {"mysql": "mysql:9.7", "mariadb": "mariadb:11.4"})
 
     # -- the server ------------------------------------------------------------
-    def default_image(self, engine: str) -> str:
-        # A long-term-support release of each. For MySQL, the 9.7 line is the one the
-        # test suite runs for real (8.4's flag choices are unit-tested only).
-        return "mariadb:11.4" if engine == "mariadb" else "mysql:9.7"
 
     def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
         flavour = image_flavour(settings.engine, image)
@@ -69,11 +66,11 @@ class MySQLDialect(MySQLLocks):
             "MYSQL_INITDB_SKIP_TZINFO": "1",
         }
         return ContainerSpec(
-            port=self.default_port,
+            port=self.defaults.port,
             environment=environment,
             command=command,
-            admin_user=self.default_user,
-            admin_database=self.default_admin_database,
+            admin_user=self.defaults.user,
+            admin_database=self.defaults.admin_database,
             password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
             data_directory="/var/lib/mysql",
         )

@@ -25,6 +25,7 @@ from freshdb.dialects.base import (
     CopyRecipe,
     DBAPIConnection,
     ServerAddress,
+    ServerDefaults,
 )
 from freshdb.dialects.postgres import copier, errors
 from freshdb.dialects.postgres.locks import PostgresLocks
@@ -55,12 +56,7 @@ class PostgresDialect(PostgresLocks):
 
     family = "postgres"
     sqlalchemy_name = "postgresql"
-    default_port = 5432
-    default_user = "postgres"
-    default_admin_database = "postgres"
-
-    def default_image(self, engine: str) -> str:
-        return "postgres:17"
+    defaults = ServerDefaults(5432, "postgres", "postgres", {"postgres": "postgres:17"})
 
     def container_spec(self, settings: Settings, image: str, password: str) -> ContainerSpec:
         tuning = {
@@ -79,18 +75,18 @@ class PostgresDialect(PostgresLocks):
         for key, value in tuning.items():
             command += ["-c", f"{key}={value}"]
         return ContainerSpec(
-            port=self.default_port,
+            port=self.defaults.port,
             environment={
-                "POSTGRES_USER": self.default_user,
+                "POSTGRES_USER": self.defaults.user,
                 "POSTGRES_PASSWORD": password,
-                "POSTGRES_DB": self.default_admin_database,
+                "POSTGRES_DB": self.defaults.admin_database,
                 # An md5 line in pg_hba.conf accepts md5 and SCRAM passwords alike;
                 # prepare_new_server then stores the password in a cheap form.
                 "POSTGRES_HOST_AUTH_METHOD": "md5",
             },
             command=command,
-            admin_user=self.default_user,
-            admin_database=self.default_admin_database,
+            admin_user=self.defaults.user,
+            admin_database=self.defaults.admin_database,
             password_variables=("POSTGRES_PASSWORD",),
             data_directory="/var/lib/postgresql/data",
         )

@@ -83,7 +83,7 @@ def test_as_migrator_accepts_the_documented_forms(tmp_path: Path) -> None:
     assert isinstance(as_migrator(tmp_path / "s.sql"), SqlMigrator)
     assert isinstance(as_migrator(str(tmp_path)), SqlMigrator)
     assert isinstance(as_migrator(lambda c: None), CallableMigrator)
-    imported = as_migrator("tests.unit.test_migrators:SCHEMA")
+    imported = as_migrator("tests.unit.migrators.test_migrators:SCHEMA")
     assert isinstance(imported, MetadataMigrator)
 
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from freshdb import naming
-from freshdb.backends.retirement import may_be_superseded
+from freshdb.cleanup.retirement import may_be_superseded
 from freshdb.dialects.base import ServerUse
 
 

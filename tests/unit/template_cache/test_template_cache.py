@@ -17,7 +17,7 @@ from freshdb.config import resolve_settings
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import ServerAddress
 from freshdb.migrators import SqlMigrator
-from freshdb.pytest_plugin.options import PLUGIN_SETTINGS, server_spec
+from freshdb.pytest_plugin.options import PLUGIN_SETTINGS, server_request
 from freshdb.template import TemplateFingerprint
 from freshdb.template_cache.cache import TemplateCache, open_template_cache
 from freshdb.template_cache.dump_tools import MySQLDumpTool, PostgresDumpTool
@@ -310,5 +310,5 @@ def test_the_cache_directory_comes_from_the_environment_or_pyproject(tmp_path: P
 
 def test_the_plugin_option_is_relative_to_rootdir(tmp_path: Path) -> None:
     assert "template_cache" in PLUGIN_SETTINGS
-    request = server_spec({"template_cache": "ci-cache"}, {}, tmp_path, environ={})
+    request = server_request({"template_cache": "ci-cache"}, {}, tmp_path, environ={})
     assert request.settings.template_cache == str(tmp_path / "ci-cache")

@@ -8,8 +8,13 @@ owner lease): superseded ones by a later start (best effort, never blocking it),
 both by ``freshdb prune``. ``freshdb down`` waits a little for a busy container's
 sessions to end, then refuses unless forced.
 
-:class:`~freshdb.backends.docker.DockerBackend` offers these as its methods
-``retirement_reason``, ``server_use`` and ``retire``.
+This is policy, so it lives in :mod:`freshdb.cleanup`; the Docker calls it makes
+are :class:`~freshdb.backends.docker.DockerBackend`'s (its client, the start lock,
+the record of starts). A sticky start retires what it supersedes through
+:func:`retire_superseded`, which the start's caller hands to the backend (see
+:func:`freshdb.backends.backend_for`): the start must do it before it publishes a
+fixed ``port`` an idle superseded container may hold, and backends never import
+cleanup.
 """
 
 from __future__ import annotations
@@ -17,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from typing import TYPE_CHECKING
 
 import docker.errors
 import filelock
@@ -35,12 +39,10 @@ from tenacity import (
 import docker
 from freshdb import naming
 from freshdb.backends.containers import remove_container
+from freshdb.backends.docker import DockerBackend
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import ServerUse
 from freshdb.errors import one_line
-
-if TYPE_CHECKING:
-    from freshdb.backends.docker import DockerBackend
 
 log = logging.getLogger("freshdb")
 
@@ -67,11 +69,15 @@ class Retirement:
 
 
 def retirement_reason(
-    backend: DockerBackend, container: Container, unused_after: dt.timedelta | None
+    backend: DockerBackend,
+    container: Container,
+    unused_after: dt.timedelta | None = STICKY_UNUSED_AFTER,
 ) -> str | None:
     """Why a sticky container is no longer wanted (``None``: it may be).
 
-    See :meth:`~freshdb.backends.docker.DockerBackend.retirement_reason`.
+    Superseded: no start will ask for it again (its image name now names another
+    image, or an older freshdb named it). Unused: no start on this machine asked
+    for it in ``unused_after`` (``None``: do not judge by age).
     """
     labels = container.labels or {}
     if labels.get(naming.LABEL_MODE) != "sticky" or labels.get(naming.LABEL_MANAGED) != "true":
@@ -99,7 +105,8 @@ def retirement_reason(
 
 
 def server_use(backend: DockerBackend, container: Container) -> ServerUse | None:
-    """Who uses the server in a running container (``None``: it does not answer)."""
+    """Who uses the server in a running container (``None``: it does not answer, so
+    nobody can tell)."""
     engine = (container.labels or {}).get(naming.LABEL_ENGINE) or backend.settings.engine
     try:
         dialect = dialect_for(engine)
@@ -118,14 +125,16 @@ def retire(
     backend: DockerBackend,
     container: Container,
     *,
-    force: bool,
-    wait: float,
-    grace: dt.timedelta | None,
-    dry_run: bool,
+    force: bool = False,
+    wait: float = 0.0,
+    grace: dt.timedelta | None = None,
+    dry_run: bool = False,
 ) -> Retirement:
     """Remove a sticky container if nobody uses it (or ``force``).
 
-    See :meth:`~freshdb.backends.docker.DockerBackend.retire`.
+    Waits up to ``wait`` seconds for its users to leave; never removes one started
+    within ``grace``. Done under the lock starts take, so a start of the same
+    container on this machine is either seen (and the container kept) or waits.
     """
     name = str(container.name)
     lock = filelock.FileLock(str(backend.lock_path(name)), timeout=max(wait, 0.0))
@@ -173,7 +182,7 @@ def _wait_until_unused(
     """
 
     def ask() -> ServerUse | None:
-        return backend.server_use(container) if container.status == "running" else None
+        return server_use(backend, container) if container.status == "running" else None
 
     def still_used(use: ServerUse | None) -> bool:
         active = container.status in ("running", "paused", "restarting")
@@ -216,10 +225,10 @@ def retire_superseded(
         ]
         for candidate in candidates:
             container = client.containers.get(str(candidate.id))
-            reason = backend.retirement_reason(container, unused_after=None)
+            reason = retirement_reason(backend, container, unused_after=None)
             if reason is None:
                 continue
-            outcome = backend.retire(container, grace=STICKY_START_GRACE)
+            outcome = retire(backend, container, grace=STICKY_START_GRACE)
             if outcome.removed:
                 log.info("retired sticky server %s (%s, idle)", outcome.name, reason)
             else:
