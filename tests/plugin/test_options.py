@@ -72,6 +72,20 @@ def test_a_server_of_another_engine_does_not_inherit_image_or_url() -> None:
     }
 
 
+def test_a_fixed_port_and_a_driver_reach_the_settings_and_stay_with_their_engine(
+    tmp_path: Path,
+) -> None:
+    ini = {"port": "54329", "driver": "psycopg2"}
+    request = server_request(explicit_arguments({}, ini), {}, tmp_path, environ={})
+    assert (request.settings.port, request.settings.driver) == (54329, "psycopg2")
+    # A marker that switches engine must not ask a MariaDB server for the Postgres port.
+    base = {"port": 54329, "driver": "psycopg2", "pool_size": 2}
+    assert merge_overrides(base, "postgres", {"engine": "mariadb"}) == {
+        "engine": "mariadb",
+        "pool_size": 2,
+    }
+
+
 def test_marker_settings_give_another_server_key(tmp_path: Path) -> None:
     base = {"image": "some-image", "prefix": "unit"}
     default = server_request(base, {}, tmp_path, environ={})

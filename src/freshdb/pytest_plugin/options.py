@@ -43,11 +43,14 @@ PLUGIN_SETTINGS: dict[str, str] = {
         "driver of the URLs tests get: psycopg (default), psycopg2, pg8000, asyncpg; "
         "pymysql (default), mysqlclient, aiomysql, asyncmy; one per family, comma-separated"
     ),
+    "port": "host port the server is published on (default: a free one Docker picks)",
 }
+#: Settings that are whole numbers (typed in TOML configuration).
+_INT_SETTINGS = ("pool_size", "port")
 KEEP_FAILED = "keep_failed"
 _IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 #: Settings that belong to one engine: a server of another engine does not inherit them.
-_ENGINE_SPECIFIC = ("image", "url", "driver")
+_ENGINE_SPECIFIC = ("image", "url", "driver", "port")
 
 
 def cli_flag(name: str) -> str:
@@ -68,10 +71,10 @@ def register_options(parser: pytest.Parser) -> None:
             cli_flag(name),
             dest=ini_name(name),
             default=None,
-            type=int if name == "pool_size" else str,
+            type=int if name in _INT_SETTINGS else str,
             help=f"{help_text} [ini: {ini_name(name)}; env: FRESHDB_{name.upper()}]",
         )
-        if name == "pool_size" and pytest.version_tuple >= (8, 4):
+        if name in _INT_SETTINGS and pytest.version_tuple >= (8, 4):
             # Typed, so that TOML configuration ([tool.pytest], pytest.toml) takes
             # `freshdb_pool_size = 4` as written; INI files and -o give "4", also fine.
             parser.addini(ini_name(name), f"freshdb: {help_text}", type="int", default=None)
