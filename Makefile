@@ -4,6 +4,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 BENCH_VENV := .bench-venv
+# The oldest SQLAlchemy line freshdb supports: `make test` pins its use of SQLAlchemy's
+# engine set-up (see src/freshdb/engine_factory.py) on it as well.
+SA20_VENV := .venv-sqlalchemy20
 
 # Every server freshdb is tested on. Each runs its local stand-in for the official
 # image (built from Debian packages where no registry is reachable, see docker/)
@@ -32,6 +35,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $@
 
+$(SA20_VENV)/.installed: pyproject.toml
+	test -x $(SA20_VENV)/bin/python || $(PYTHON) -m venv $(SA20_VENV)
+	$(SA20_VENV)/bin/python -m pip install -q --upgrade pip
+	$(SA20_VENV)/bin/python -m pip install -q -e '.[dev]' 'sqlalchemy>=2.0,<2.1'
+	touch $@
+
 engine:
 	bash docker/ensure-engine.sh
 
@@ -42,11 +51,13 @@ images: engine
 	  echo "freshdb setup: not building local images here; the official images will be pulled"; \
 	fi
 
-# The whole suite on the defaults, then the compatibility subset on every other server.
-test: setup
+# The whole suite on the defaults, then the compatibility subset on every other server,
+# then the engine set-up pins on SQLAlchemy 2.0.
+test: setup $(SA20_VENV)/.installed
 	env $(IMAGE_ENV) $(BIN)/python -m pytest $(PYTEST_ARGS)
 	env $(IMAGE_ENV) $(BIN)/python -m tests.matrix --marker compat \
 	  --images "$(filter-out $(POSTGRES_IMAGE) $(MARIADB_IMAGE),$(MATRIX_IMAGES))" $(MATRIX_ARGS)
+	env $(IMAGE_ENV) $(SA20_VENV)/bin/python -m pytest -q tests/integration/test_database.py
 
 # Every server-behaviour test on every server of the matrix, with a summary per server.
 test-matrix: setup
@@ -75,4 +86,4 @@ bench: setup
 	env $(IMAGE_ENV) $(BENCH_VENV)/bin/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
-	rm -rf $(VENV) $(BENCH_VENV) .mypy_cache .ruff_cache build src/*.egg-info
+	rm -rf $(VENV) $(BENCH_VENV) $(SA20_VENV) .mypy_cache .ruff_cache build src/*.egg-info
