@@ -10,6 +10,12 @@ import pytest
 import freshdb
 
 
+def sticky_server(engine: str, image: str, prefix: str, **options: Any) -> freshdb.DatabaseServer:
+    """A sticky server of ``prefix`` (in tests, this run's); ``options`` go to
+    :class:`freshdb.DatabaseServer` as they are."""
+    return freshdb.DatabaseServer(engine, image=image, mode="sticky", prefix=prefix, **options)
+
+
 @pytest.fixture
 def sticky_family_server(
     run_prefix: str, postgres_image: str, mysql_family: Any
@@ -26,14 +32,8 @@ def sticky_family_server(
             if family == "postgres"
             else (mysql_family.engine, mysql_family.image)
         )
-        return freshdb.DatabaseServer(
-            engine,
-            schema=schema,
-            image=image,
-            mode="sticky",
-            prefix=run_prefix,
-            pool_size=pool_size,
-            driver=driver,
+        return sticky_server(
+            engine, image, run_prefix, schema=schema, pool_size=pool_size, driver=driver
         )
 
     return make
