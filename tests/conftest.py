@@ -213,6 +213,18 @@ def mysql_family() -> ServerUnderTest:
     return ServerUnderTest(MYSQL_FAMILY, image_for(MYSQL_FAMILY))
 
 
+@pytest.fixture
+def inner_options(run_prefix: str, postgres_image: str) -> list[str]:
+    """Options that point an inner pytest run at this run's sticky Postgres server."""
+    return [
+        f"--freshdb-image={postgres_image}",
+        "--freshdb-mode=sticky",
+        f"--freshdb-prefix={run_prefix}",
+        "-p",
+        "no:cacheprovider",
+    ]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _remove_this_runs_containers() -> Iterator[None]:
     """After the run, remove the containers this run made (by its prefix label)."""
@@ -247,3 +259,18 @@ def run_python(code: str, *, env: dict[str, str] | None = None, timeout: float =
             f"subprocess failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
         )
     return result.stdout
+
+
+# What an outer test run must not hand down to an inner project's own run.
+OUTER_RUN_VARIABLES = ("CI", "DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS")
+
+
+def project_environment(prefix: str) -> dict[str, str]:
+    """The environment for an inner project's run: this one's, minus what belongs to
+    the outer run, on sticky servers of ``prefix``."""
+    inherited = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in OUTER_RUN_VARIABLES and not key.startswith("PYTEST_XDIST")
+    }
+    return {**inherited, "FRESHDB_PREFIX": prefix, "FRESHDB_MODE": "sticky"}

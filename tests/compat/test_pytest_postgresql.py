@@ -63,29 +63,23 @@ def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytes
                     handle.write(name + " " + ",".join(sorted(parts)) + "\\n")
 
 
-            def seed(**parts):
-                log("seed", parts)
+            def logged_execute(name, parts, statement):
+                log(name, parts)
                 with psycopg.connect(**parts) as connection:
-                    connection.execute(
-                        "INSERT INTO authors (name)"
-                        " VALUES ('Octavia E. Butler'), ('Ursula K. Le Guin')"
-                    )
+                    connection.execute(statement)
+
+
+            def seed(**parts):
+                logged_execute(
+                    "seed",
+                    parts,
+                    "INSERT INTO authors (name)"
+                    " VALUES ('Octavia E. Butler'), ('Ursula K. Le Guin')",
+                )
             """
         )
     )
     return pytester
-
-
-@pytest.fixture
-def options(run_prefix: str, postgres_image: str) -> list[str]:
-    """Options that point an inner run at this run's sticky Postgres server."""
-    return [
-        f"--freshdb-image={postgres_image}",
-        "--freshdb-mode=sticky",
-        f"--freshdb-prefix={run_prefix}",
-        "-p",
-        "no:cacheprovider",
-    ]
 
 
 def run(project: pytest.Pytester, options: list[str]) -> pytest.RunResult:
@@ -99,7 +93,7 @@ def builds(project: pytest.Pytester) -> list[str]:
 
 @pytest.mark.server
 def test_the_default_fixtures_loaded_as_a_plugin(
-    project: pytest.Pytester, options: list[str]
+    project: pytest.Pytester, inner_options: list[str]
 ) -> None:
     project.makeini(
         "[pytest]\nasyncio_default_fixture_loop_scope = function\nfreshdb_schema = schema.sql\n"
@@ -149,13 +143,13 @@ def test_the_default_fixtures_loaded_as_a_plugin(
             """
         )
     )
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=7)
 
 
 @pytest.mark.server
 def test_load_builds_the_template_once_across_sessions(
-    project: pytest.Pytester, options: list[str]
+    project: pytest.Pytester, inner_options: list[str]
 ) -> None:
     project.makeconftest(
         textwrap.dedent(
@@ -163,18 +157,16 @@ def test_load_builds_the_template_once_across_sessions(
             from pathlib import Path
 
             from freshdb.compat.pytest_postgresql import factories
-            from loaders import log
+            from loaders import logged_execute
 
 
             def add_books(**parts):
-                import psycopg
-
-                log("add_books", parts)
-                with psycopg.connect(**parts) as connection:
-                    connection.execute(
-                        "INSERT INTO books (author_id, title) SELECT id, 'Kindred' FROM authors"
-                        " WHERE name = 'Octavia E. Butler'"
-                    )
+                logged_execute(
+                    "add_books",
+                    parts,
+                    "INSERT INTO books (author_id, title) SELECT id, 'Kindred' FROM authors"
+                    " WHERE name = 'Octavia E. Butler'",
+                )
 
 
             postgresql_proc = factories.postgresql_proc(
@@ -203,26 +195,26 @@ def test_load_builds_the_template_once_across_sessions(
         )
     )
     parts = "dbname,host,password,port,user"
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=2)
     assert builds(project) == [f"seed {parts}", f"add_books {parts}"]
 
     # A second session: the template is found by its fingerprint, nothing loads.
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=2)
     assert len(builds(project)) == 2
 
     # Editing a loader's module makes another template.
     loaders = project.path / "loaders.py"
     loaders.write_text(loaders.read_text() + "\n# edited\n")
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=2)
     assert builds(project)[2:] == [f"seed {parts}", f"add_books {parts}"]
 
 
 @pytest.mark.server
 def test_noproc_uses_a_running_server_and_layers_templates(
-    project: pytest.Pytester, options: list[str], running_server: freshdb.DatabaseServer
+    project: pytest.Pytester, inner_options: list[str], running_server: freshdb.DatabaseServer
 ) -> None:
     address = running_server.address
     project.makeconftest(
@@ -274,14 +266,14 @@ def test_noproc_uses_a_running_server_and_layers_templates(
             """
         )
     )
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=3)
     assert [line.split()[0] for line in builds(project)] == ["seed"]
 
 
 @pytest.mark.server
 def test_a_suite_moves_by_changing_its_import(
-    project: pytest.Pytester, options: list[str], tmp_path: Path
+    project: pytest.Pytester, inner_options: list[str], tmp_path: Path
 ) -> None:
     """The conftest of a pytest-postgresql suite, only the import changed, on two workers."""
     project.makeconftest(
@@ -313,14 +305,14 @@ def test_a_suite_moves_by_changing_its_import(
             """
         )
     )
-    result = run(project, [*options, "-n", "2"])
+    result = run(project, [*inner_options, "-n", "2"])
     result.assert_outcomes(passed=6)
     assert len(builds(project)) == 1  # one template for both workers
 
 
 @pytest.mark.server
 def test_pytest_postgresqls_load_options_fill_the_default_template(
-    project: pytest.Pytester, options: list[str]
+    project: pytest.Pytester, inner_options: list[str]
 ) -> None:
     project.makeini(
         textwrap.dedent(
@@ -342,7 +334,7 @@ def test_pytest_postgresqls_load_options_fill_the_default_template(
             """
         )
     )
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=1)
     assert [line.split()[0] for line in builds(project)] == ["seed"]
 
@@ -356,7 +348,7 @@ def test_pytest_postgresqls_load_options_fill_the_default_template(
             """
         )
     )
-    result = run(project, [*options, "--postgresql-load=other.sql"])
+    result = run(project, [*inner_options, "--postgresql-load=other.sql"])
     result.assert_outcomes(passed=1)
 
 
@@ -381,7 +373,9 @@ def test_loading_the_plugin_beside_pytest_postgresql_says_what_to_do(
 
 
 @pytest.mark.server
-def test_async_connections_to_fresh_copies(project: pytest.Pytester, options: list[str]) -> None:
+def test_async_connections_to_fresh_copies(
+    project: pytest.Pytester, inner_options: list[str]
+) -> None:
     project.makeconftest(
         textwrap.dedent(
             """
@@ -425,5 +419,5 @@ def test_async_connections_to_fresh_copies(project: pytest.Pytester, options: li
             """
         )
     )
-    result = run(project, options)
+    result = run(project, inner_options)
     result.assert_outcomes(passed=3)

@@ -16,7 +16,6 @@ Fenced blocks are found by language:
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import subprocess
@@ -27,14 +26,14 @@ import pytest
 
 import freshdb
 
+from ..conftest import project_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 FILE_NAME = re.compile(r"^(?:#|--) ([\w./-]+\.(?:py|toml|sql|ini))\n")
 PROJECT_LANGUAGES = ("python", "toml", "sql", "ini")
 # An sh line the project runs: optional VAR=value assignments, then pytest or python.
 PROJECT_COMMAND = re.compile(r"^(?:\w+=\S+\s+)*(?:pytest|python)\b")
-# What the outer test run must not hand down to a project's own run.
-OUTER_RUN_VARIABLES = ("CI", "DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS")
 
 pytestmark = pytest.mark.docker
 
@@ -47,22 +46,13 @@ def documents() -> list[Path]:
     return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 
 
-def environment(prefix: str) -> dict[str, str]:
-    inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in OUTER_RUN_VARIABLES and not key.startswith("PYTEST_XDIST")
-    }
-    return {**inherited, "FRESHDB_PREFIX": prefix, "FRESHDB_MODE": "sticky"}
-
-
 def run(
     args: list[str], cwd: Path, prefix: str, extra_env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         args,
         cwd=cwd,
-        env={**environment(prefix), **(extra_env or {})},
+        env={**project_environment(prefix), **(extra_env or {})},
         capture_output=True,
         text=True,
         timeout=300,

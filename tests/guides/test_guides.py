@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import os
 import re
 import shlex
 import subprocess
@@ -29,14 +28,14 @@ from pathlib import Path
 
 import pytest
 
+from ..conftest import project_environment
+
 ROOT = Path(__file__).resolve().parents[2]
 GUIDES = ROOT / "docs" / "migrate-from"
 FENCE = re.compile(r"^```(\w+)\n(.*?)^```", re.MULTILINE | re.DOTALL)
 FILE_NAME = re.compile(r"^(?:#|--) ([\w./-]+\.(?:py|toml|sql|ini|cfg))\n")
 VARIANT = re.compile(r"^(before|after(?:-[\w-]+)?)/(.+)$")
 LINK = re.compile(r"\]\(([^)#\s]+)(?:#[^)]*)?\)")
-# What the outer test run must not hand down to a suite's own run.
-OUTER_RUN_VARIABLES = ("CI", "DJANGO_SETTINGS_MODULE", "PYTEST_ADDOPTS")
 
 pytestmark = pytest.mark.docker
 
@@ -104,15 +103,6 @@ def write(files: dict[str, str], directory: Path) -> None:
         (directory / name).write_text(content)
 
 
-def environment(prefix: str) -> dict[str, str]:
-    inherited = {
-        key: value
-        for key, value in os.environ.items()
-        if key not in OUTER_RUN_VARIABLES and not key.startswith("PYTEST_XDIST")
-    }
-    return {**inherited, "FRESHDB_PREFIX": prefix, "FRESHDB_MODE": "sticky"}
-
-
 def arguments(command: str) -> list[str]:
     """``pytest -q`` / ``python manage.py test`` with this interpreter."""
     program, *rest = shlex.split(command)
@@ -149,7 +139,7 @@ def test_the_after_suite_passes_on_freshdb(
     result = subprocess.run(
         arguments(expected.command),
         cwd=tmp_path,
-        env=environment(run_prefix),
+        env=project_environment(run_prefix),
         capture_output=True,
         text=True,
         timeout=300,

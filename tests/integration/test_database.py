@@ -15,7 +15,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-import freshdb
 from freshdb.engine_factory import EngineFactory
 from freshdb.migrators import CallableMigrator
 
@@ -52,22 +51,9 @@ def simple_state(dialect: Any) -> dict[str, Any]:
     ],
 )
 def test_engines_get_the_state_initialising_gives(
-    run_prefix: str, postgres_image: str, mysql_family: Any, family: str, driver: str
+    sticky_family_server: Any, family: str, driver: str
 ) -> None:
-    engine_name, image = (
-        ("postgres", postgres_image)
-        if family == "postgres"
-        else (mysql_family.engine, mysql_family.image)
-    )
-    server = freshdb.DatabaseServer(
-        engine_name,
-        schema=SCHEMA,
-        image=image,
-        mode="sticky",
-        prefix=run_prefix,
-        pool_size=2,
-        driver=driver,
-    )
+    server = sticky_family_server(family, driver, schema=SCHEMA, pool_size=2)
     with server, server.database() as first, server.database() as second:
         # The private flag still means "do not initialise on first connect".
         bare = sa.create_engine(first.url, poolclass=sa.NullPool, _initialize=False)

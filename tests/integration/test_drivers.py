@@ -41,25 +41,12 @@ READ_SEEDED = "SELECT name FROM items WHERE id = 1"
 
 
 @pytest.fixture
-def family_server(run_prefix: str, postgres_image: str, mysql_family: Any) -> Any:
+def family_server(sticky_family_server: Any) -> Any:
     """Opens a session with one driver on the family's server under test."""
     sessions: list[freshdb.DatabaseServer] = []
 
     def open_session(family: str, driver: str) -> freshdb.DatabaseServer:
-        engine, image = (
-            ("postgres", postgres_image)
-            if family == "postgres"
-            else (mysql_family.engine, mysql_family.image)
-        )
-        server = freshdb.DatabaseServer(
-            engine,
-            schema=SCHEMA,
-            image=image,
-            mode="sticky",
-            prefix=run_prefix,
-            pool_size=1,
-            driver=driver,
-        )
+        server = sticky_family_server(family, driver, schema=SCHEMA, pool_size=1)
         sessions.append(server.start())
         return server
 

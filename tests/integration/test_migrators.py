@@ -33,6 +33,7 @@ from freshdb.migrators import (
 
 from ..conftest import ENGINES, ServerUnderTest, image_for, run_python
 from . import django_project
+from .conftest import sticky_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
 
@@ -127,12 +128,11 @@ def runs(root: Path) -> list[str]:
 def server_for(
     engine: str, image: str, prefix: str, schema: Any, pool_size: int = 2
 ) -> freshdb.DatabaseServer:
-    return freshdb.DatabaseServer(
+    return sticky_server(
         engine,
+        image,
+        prefix,
         schema=schema,
-        image=image,
-        mode="sticky",
-        prefix=prefix,
         pool_size=pool_size,
         # Other tests build templates on this run's server too: keep them all, so
         # "reused" depends on this test alone.

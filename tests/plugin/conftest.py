@@ -72,18 +72,6 @@ def postgres_admin(run_prefix: str, postgres_image: str) -> Iterator[AdminView]:
 
 
 @pytest.fixture
-def inner_options(run_prefix: str, postgres_image: str) -> list[str]:
-    """Options that point an inner run at this run's sticky Postgres server."""
-    return [
-        f"--freshdb-image={postgres_image}",
-        "--freshdb-mode=sticky",
-        f"--freshdb-prefix={run_prefix}",
-        "-p",
-        "no:cacheprovider",
-    ]
-
-
-@pytest.fixture
 def inner_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
     """An inner project with an ini file and a schema whose builds are counted.
 
@@ -138,3 +126,53 @@ def mysql_dialect_missing() -> str | None:
     if importlib.util.find_spec("freshdb.dialects.mysql") is None:
         return "freshdb.dialects.mysql does not exist yet: no MariaDB support to test"
     return None
+
+
+def server_fixture_source(table: str) -> str:
+    """Source of a module whose ``freshdb_server`` fixture builds ``table``.
+
+    A session fixture over this run's sticky Postgres server, pool size 1: for a
+    conftest or a ``-p`` plugin that overrides freshdb's own.
+    """
+    return textwrap.dedent(
+        f"""
+        import pytest
+        from sqlalchemy import text
+
+        import freshdb
+
+
+        def build(connection):
+            connection.execute(text("CREATE TABLE {table} (email varchar(200))"))
+
+
+        @pytest.fixture(scope="session")
+        def freshdb_server(request):
+            option = request.config.getoption
+            with freshdb.DatabaseServer(
+                "postgres",
+                schema=build,
+                image=option("freshdb_image"),
+                mode="sticky",
+                prefix=option("freshdb_prefix"),
+                pool_size=1,
+            ) as server:
+                yield server
+        """
+    )
+
+
+def server_use_source(table: str) -> str:
+    """Source of three tests that each find the overriding server's ``table``."""
+    return textwrap.dedent(
+        f"""
+        import pytest
+        import sqlalchemy as sa
+
+
+        @pytest.mark.parametrize("n", range(3))
+        def test_uses_the_overriding_server(freshdb_server, freshdb_engine, n):
+            assert freshdb_server.settings.pool_size == 1
+            assert sa.inspect(freshdb_engine).get_table_names() == ["{table}"]
+        """
+    )

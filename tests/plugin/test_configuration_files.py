@@ -35,18 +35,11 @@ NEEDS_PYTEST_9 = pytest.mark.skipif(
 )
 
 
-def _ini(filename: str, section: str) -> Callable[[pytest.Pytester, str], list[str]]:
+def _file(filename: str, section: str, lines: str) -> Callable[[pytest.Pytester, str], list[str]]:
+    """A form that writes the settings (``lines``) under ``[section]`` of ``filename``."""
+
     def write(project: pytest.Pytester, prefix: str) -> list[str]:
-        text = f"[{section}]\n" + INI_LINES.format(prefix=prefix)
-        (project.path / filename).write_text(text)
-        return []
-
-    return write
-
-
-def _toml(filename: str, table: str) -> Callable[[pytest.Pytester, str], list[str]]:
-    def write(project: pytest.Pytester, prefix: str) -> list[str]:
-        text = f"[{table}]\n" + TOML_LINES.format(prefix=prefix)
+        text = f"[{section}]\n" + lines.format(prefix=prefix)
         (project.path / filename).write_text(text)
         return []
 
@@ -59,12 +52,12 @@ def _override(project: pytest.Pytester, prefix: str) -> list[str]:
 
 
 FORMS = {
-    "pytest.ini": _ini("pytest.ini", "pytest"),
-    "tox.ini": _ini("tox.ini", "pytest"),
-    "setup.cfg": _ini("setup.cfg", "tool:pytest"),
-    "pyproject.toml ini_options": _toml("pyproject.toml", "tool.pytest.ini_options"),
-    "pyproject.toml tool.pytest": _toml("pyproject.toml", "tool.pytest"),
-    "pytest.toml": _toml("pytest.toml", "pytest"),
+    "pytest.ini": _file("pytest.ini", "pytest", INI_LINES),
+    "tox.ini": _file("tox.ini", "pytest", INI_LINES),
+    "setup.cfg": _file("setup.cfg", "tool:pytest", INI_LINES),
+    "pyproject.toml ini_options": _file("pyproject.toml", "tool.pytest.ini_options", TOML_LINES),
+    "pyproject.toml tool.pytest": _file("pyproject.toml", "tool.pytest", TOML_LINES),
+    "pytest.toml": _file("pytest.toml", "pytest", TOML_LINES),
     "-o": _override,
 }
 
@@ -103,7 +96,7 @@ def test_each_place_pytest_reads_options_from_configures_freshdb(
 
 @pytest.mark.usefixtures("clean_environment")
 def test_the_command_line_wins_over_every_configuration_file(pytester: pytest.Pytester) -> None:
-    _ini("tox.ini", "pytest")(pytester, "fromfile")
+    _file("tox.ini", "pytest", INI_LINES)(pytester, "fromfile")
     pytester.makepyfile(test_nothing="def test_nothing():\n    pass\n")
     result = pytester.runpytest_subprocess(
         "--freshdb-prefix=fromcli", "-o", "freshdb_pool_size=2", "-p", "no:cacheprovider"

@@ -13,35 +13,12 @@ import textwrap
 
 import pytest
 
-from .conftest import AdminView
+from .conftest import AdminView, server_fixture_source, server_use_source
 
 pytest_plugins = ["pytester"]
 
 #: A plugin (for ``-p``) whose server builds a ``plugin_users`` table.
-SERVER_PLUGIN = """
-import pytest
-from sqlalchemy import text
-
-import freshdb
-
-
-def build(connection):
-    connection.execute(text("CREATE TABLE plugin_users (email varchar(200))"))
-
-
-@pytest.fixture(scope="session")
-def freshdb_server(request):
-    option = request.config.getoption
-    with freshdb.DatabaseServer(
-        "postgres",
-        schema=build,
-        image=option("freshdb_image"),
-        mode="sticky",
-        prefix=option("freshdb_prefix"),
-        pool_size=1,
-    ) as server:
-        yield server
-"""
+SERVER_PLUGIN = server_fixture_source("plugin_users")
 
 
 def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -146,18 +123,7 @@ def test_a_p_plugin_gives_the_server_and_the_tests_use_it(
     inner_project: pytest.Pytester, inner_options: list[str]
 ) -> None:
     inner_project.makepyfile(serverplugin=SERVER_PLUGIN)
-    inner_project.makepyfile(
-        test_mine="""
-        import pytest
-        import sqlalchemy as sa
-
-
-        @pytest.mark.parametrize("n", range(3))
-        def test_uses_the_plugins_server(freshdb_server, freshdb_engine, n):
-            assert freshdb_server.settings.pool_size == 1
-            assert sa.inspect(freshdb_engine).get_table_names() == ["plugin_users"]
-        """
-    )
+    inner_project.makepyfile(test_mine=server_use_source("plugin_users"))
     result = run(inner_project, *inner_options, "-p", "serverplugin", "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["  pool main: 3 handed out, *, size 1"])

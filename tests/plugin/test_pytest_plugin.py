@@ -22,7 +22,14 @@ from freshdb import naming
 from freshdb.backends.containers import list_managed_containers
 
 from ..conftest import ENGINES, IMAGE_VARIABLES, ServerUnderTest, image_for
-from .conftest import AdminView, builds, mysql_dialect_missing, records
+from .conftest import (
+    AdminView,
+    builds,
+    mysql_dialect_missing,
+    records,
+    server_fixture_source,
+    server_use_source,
+)
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.docker
@@ -581,44 +588,8 @@ def test_factory_fixtures_and_markers_pick_other_servers(
 def test_overriding_freshdb_server_in_a_conftest_gives_full_control(
     inner_project: pytest.Pytester, inner_options: list[str]
 ) -> None:
-    inner_project.makeconftest(
-        """
-        import pytest
-        from sqlalchemy import text
-
-        import freshdb
-
-
-        def build_users(connection):
-            connection.execute(text("CREATE TABLE users (email varchar(200))"))
-
-
-        @pytest.fixture(scope="session")
-        def freshdb_server(request):
-            option = request.config.getoption
-            with freshdb.DatabaseServer(
-                "postgres",
-                schema=build_users,
-                image=option("freshdb_image"),
-                mode="sticky",
-                prefix=option("freshdb_prefix"),
-                pool_size=1,
-            ) as server:
-                yield server
-        """
-    )
-    inner_project.makepyfile(
-        test_mine="""
-        import pytest
-        import sqlalchemy as sa
-
-
-        @pytest.mark.parametrize("n", range(3))
-        def test_uses_my_server(freshdb_server, freshdb_engine, n):
-            assert freshdb_server.settings.pool_size == 1
-            assert sa.inspect(freshdb_engine).get_table_names() == ["users"]
-        """
-    )
+    inner_project.makeconftest(server_fixture_source("users"))
+    inner_project.makepyfile(test_mine=server_use_source("users"))
     result = run(inner_project, *inner_options, "-v")
     result.assert_outcomes(passed=3)
     result.stdout.fnmatch_lines(["  template: *", "  pool main: 3 handed out, *, size 1"])

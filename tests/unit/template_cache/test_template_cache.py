@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import BinaryIO
 
 import pytest
 
 from freshdb import naming
-from freshdb.backends.base import ByteSource, ExecResult, RunningServer, ServerBackend
+from freshdb.backends.base import ProgramRunner, RunningServer, ServerBackend
 from freshdb.cli import main
 from freshdb.config import resolve_settings
 from freshdb.dialects import dialect_for
@@ -51,13 +49,7 @@ class _ContainerServer(_NoServer):
     def runs_programs(self) -> bool:
         return True
 
-    def run_in_server(
-        self,
-        command: Sequence[str],
-        environment: Mapping[str, str],
-        stdin: ByteSource | None = None,
-        stdout: BinaryIO | None = None,
-    ) -> ExecResult:
+    def program_runner(self) -> ProgramRunner:
         raise AssertionError("no program runs in unit tests")
 
 
