@@ -99,14 +99,14 @@ HOLD_START_LOCK = """
 import json, sys, time
 P = json.loads(sys.argv[1])
 import freshdb
-from freshdb.backends.docker import DockerBackend
+from freshdb.backends import sticky
 
-def hold(self, *args, **kwargs):
+def hold(*args, **kwargs):
     lock_path = sys._getframe(1).f_locals["lock_path"]  # _start_sticky's lock
     print(json.dumps({"lock": str(lock_path)}), flush=True)
     time.sleep(600)
 
-DockerBackend._find_or_create_sticky = hold
+sticky.find_or_create = hold
 freshdb.DatabaseServer(P["engine"], image=P["image"], mode="sticky", prefix=P["prefix"]).start()
 """
 
