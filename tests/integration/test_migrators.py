@@ -29,6 +29,7 @@ from freshdb.migrators import (
     DjangoMigrator,
     SqlMigrator,
     as_migrator,
+    progress_reported_to,
 )
 
 from ..conftest import ENGINES, ServerUnderTest, image_for, run_python
@@ -432,6 +433,20 @@ def test_sql_directory_template_follows_its_files(
     stats, copies = start_and_look(server_for(engine, image, run_prefix, tmp_path), copies=1)
     assert stats["template_reused"] is False
     assert copies[0]["rows"]["books"] == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sql_files_report_each_file_as_a_step(engine: str, tmp_path: Path, run_prefix: str) -> None:
+    (tmp_path / "001_authors.sql").write_text("CREATE TABLE authors (id integer);\n")
+    (tmp_path / "002_books.sql").write_text("CREATE TABLE books (id integer);\n")
+    (tmp_path / "003_seed.sql").write_text("INSERT INTO authors VALUES (1);\n")
+    steps: list[tuple[int, int, str]] = []
+    server = server_for(engine, image_for(engine), run_prefix, None, pool_size=1)
+    with server, server.database() as db, db.engine().connect() as connection:
+        with progress_reported_to(lambda *step: steps.append(step)):
+            SqlMigrator(tmp_path).migrate(connection)
+        assert connection.exec_driver_sql("SELECT id FROM authors").scalar() == 1
+    assert steps == [(1, 3, "001_authors.sql"), (2, 3, "002_books.sql"), (3, 3, "003_seed.sql")]
 
 
 POSTGRES_AS_PSQL = r"""-- {token}

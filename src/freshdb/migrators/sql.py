@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from freshdb.errors import ConfigurationError, MigrationError
-from freshdb.migrators.base import digest, shortened_statement
+from freshdb.migrators.base import digest, migration_progress, shortened_statement
 from freshdb.migrators.sql_splitter import (
     SqlFamily,
     SqlSplitError,
@@ -76,7 +76,9 @@ class SqlMigrator:
         previous = connection.get_execution_options().get("isolation_level")
         connection.execution_options(isolation_level="AUTOCOMMIT")
         try:
-            for file in self.files():
+            files = self.files()
+            for number, file in enumerate(files, start=1):
+                migration_progress(number, len(files), file.name)
                 splitter = StatementSplitter(file.read_text(), family)
                 run_statements(connection, _following_the_session(connection, splitter), str(file))
         finally:
