@@ -210,8 +210,7 @@ class TemplateBuilder:
         what = derivation.description
 
         def create(build: str) -> None:
-            self.dialect.wait_for_clone_source(lease, derivation.source, CLONE_SOURCE_WAIT_SECONDS)
-            self.dialect.clone(lease, self.dialect.copy_recipe(lease, derivation.source), build)
+            self.dialect.copy_database(lease, derivation.source, build, CLONE_SOURCE_WAIT_SECONDS)
 
         def fill(name: str, build: str) -> bool:
             if seed is not None:
