@@ -30,6 +30,7 @@ from benchmarks import (
     django_suite,
     memory,
     per_test,
+    plugin_load,
     savepoint,
     servers,
     startup,
@@ -48,6 +49,7 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "servers": servers.run,
     "django_suite": django_suite.run,
     "django_history": django_history.run,
+    "plugin_load": plugin_load.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")
