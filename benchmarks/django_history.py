@@ -92,6 +92,15 @@ class Sample:
     start: float = 0.0
     #: The first copy, its first connection and the query, after ``start()``.
     first_copy: float = 0.0
+    #: From ``import freshdb`` done to ``start()`` called: the server object (the
+    #: migrator's fingerprint reads the history), and the rest of the child's imports.
+    before_start: float = 0.0
+
+    @property
+    def rest_of_start(self) -> float:
+        """``start()`` beyond the container and the template (connecting to Docker and
+        to the server, the template's lock and checks, the pool)."""
+        return self.start - self.container - self.template
 
 
 def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> Sample:
@@ -118,6 +127,7 @@ def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> 
         template=float(facts["template_seconds"]),
         start=float(facts["start_seconds"]),
         first_copy=facts["ready"] - facts["started"],
+        before_start=facts["started"] - facts["imported"] - float(facts["start_seconds"]),
     )
 
 
@@ -237,23 +247,37 @@ def figures(taken: dict[str, list[Sample]]) -> list[Figure]:
     ]
     parts = (
         ("imported", "spawn -> import freshdb done"),
+        ("before_start", "server object (history fingerprint), Django's import"),
         ("container", "container start (run -> accepting connections)"),
-        ("template", "template restore (pg_restore in the container, seal)"),
+        ("template", "template restore (and seal)"),
+        ("rest_of_start", "rest of start() (Docker and server connections, lock)"),
         ("first_copy", "first copy + its first connection + query"),
     )
     for path, name in (("cache", "cache"), ("ci", "migrate")):
         for part, label in parts:
-            if path == "ci" and part == "template":
+            key = f"django_history.{path}.{part}"
+            comparison = None
+            if part == "template" and path == "cache":
+                comparison = Comparison(key, "django_history.ci.template", "restore/migrate")
+            if part == "template" and path == "ci":
                 label = "template build (Django's migrate)"
             rows.append(
                 Figure(
-                    f"django_history.{path}.{part}",
-                    group,
-                    f"  CI {name} path: {label}",
-                    "s",
-                    seconds(path, part),
+                    key, group, f"  CI {name} path: {label}", "s", seconds(path, part), comparison
                 )
             )
+    # What bounds the ratio: the cache path's time without its template step, i.e.
+    # what it would take if the restore cost nothing.
+    rows.append(
+        Figure(
+            "django_history.cache.bound",
+            group,
+            "  CI cache path less its template step (the ratio's floor)",
+            "s",
+            Summary.of([sample.seconds - sample.template for sample in taken["cache"]]),
+            Comparison("django_history.cache.bound", "django_history.ci_migrate", "floor/migrate"),
+        )
+    )
     return rows
 
 
