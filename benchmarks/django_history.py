@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -36,6 +37,7 @@ from benchmarks.stats import Summary
 
 #: The throwaway servers of the CI samples (each child's ``stop()`` removes its own).
 CI_PREFIX = "benchci"
+RUN_TOKEN = secrets.token_hex(4)
 GROUP = "Django, {n} migrations: new process -> first usable database"
 MIGRATIONS = 150
 READY = "READY"
@@ -44,6 +46,7 @@ READY = "READY"
 #: timeline (seconds since the epoch, and what ``stats()`` says the start spent where).
 CHILD = """\
 import json
+import secrets
 import sys
 import time
 
@@ -135,7 +138,9 @@ def new_fingerprint(root: Path, sample: int) -> None:
     """Edit a comment in the history's last migration: the next build starts from nothing."""
     last = sorted((root / "history" / "migrations").glob("0*.py"))[-1]
     text = last.read_text().split("\n# sample ")[0]
-    last.write_text(f"{text}\n# sample {sample}\n")
+    # A token of the run too: a kept bench server (--keep-servers) has the templates
+    # of the previous run's samples.
+    last.write_text(f"{text}\n# sample {sample} {RUN_TOKEN}\n")
 
 
 def export_to_cache(root: Path, env: dict[str, str], settings: dict[str, object]) -> Path:

@@ -26,6 +26,7 @@ if __package__ in (None, ""):
 
 from benchmarks import (
     acquire,
+    chart,
     django_history,
     django_suite,
     memory,
@@ -162,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     print(f"written to {arguments.output}")
+    # The chart of the same figures, beside the JSON (results/chart.svg by default).
+    print(f"chart: {chart.write_chart(report.as_json(), arguments.output.with_name('chart.svg'))}")
     if failed:
         print(f"groups that failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0
