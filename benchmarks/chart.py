@@ -70,6 +70,7 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         (
             ("plugin_load.cost.freshdb", "freshdb"),
             ("plugin_load.cost.pytest-postgresql", "pytest-postgresql"),
+            ("plugin_load.cost.pytest-databases", "pytest-databases"),
         ),
     ),
 )
