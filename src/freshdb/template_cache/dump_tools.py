@@ -7,9 +7,9 @@ routines, triggers and events). A MySQL dump is restored by the ``mariadb`` or
 ``mysql`` client in the container; a Postgres script is replayed by freshdb itself
 over a connection to the database being restored (:func:`replay_sql_script`): no
 program runs in the container, which saves an exec and ``pg_restore``'s start and
-its statement-by-statement round trips (measured: ~0.2 s -> ~0.07 s for a Django
-history of 164 migrations). What a dump of one database leaves out is kept in the
-manifest and re-applied after the restore.
+its statement-by-statement round trips (measured: 189 ms -> 97 ms, median of 7 pairs,
+for a Django history of 164 migrations). What a dump of one database leaves out is
+kept in the manifest and re-applied after the restore.
 """
 
 from __future__ import annotations
