@@ -4,19 +4,25 @@ The project of :mod:`benchmarks.django_project` with a history of 150 generated
 migrations (plus Django's own apps), each sample a new Python process timed from
 its spawn to the answer of a query on its first database (imports included):
 
-- ``migrate``: no template for the history yet (each sample edits a comment in the
-  last migration, so its fingerprint is new): the template is built by Django's
-  ``migrate``, as every CI job on a throwaway server does today;
+- ``migrate``: the sticky server runs but has no template for the history yet (each
+  sample edits a comment in the last migration, so its fingerprint is new): the
+  template is built by Django's ``migrate``;
 - ``reuse``: the template is already on the (sticky) server;
-- ``cache``: the template restored from a CI template cache — measured by
-  :func:`time_cache_restore` once freshdb has the ``template_cache`` setting; until
-  then the row says it is not measured.
+- ``ci_migrate``: the CI path without a cache: nothing running, a throwaway server
+  is started and the history migrated, as every CI job pays without the cache;
+- ``cache``: the CI path with a warm template cache (:func:`time_cache_restore`):
+  nothing running, a throwaway server started, the template restored from the cache
+  directory (exported, untimed, from the sticky server's template of the sample).
+
+Each child reports where its time went (the import, the container's start, the
+template's build or restore, the first copy), so the CI rows come with a breakdown.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -26,42 +32,78 @@ from pathlib import Path
 from benchmarks import django_project
 from benchmarks.context import PREFIX, BenchContext
 from benchmarks.django_suite import environment
-from benchmarks.report import Comparison, Figure
+from benchmarks.report import Comparison, Figure, Target
 from benchmarks.stats import Summary
 
+#: The throwaway servers of the CI samples (each child's ``stop()`` removes its own).
+CI_PREFIX = "benchci"
+RUN_TOKEN = secrets.token_hex(4)
 GROUP = "Django, {n} migrations: new process -> first usable database"
 MIGRATIONS = 150
 READY = "READY"
 
-#: The child: freshdb's server for the project's history, a first copy, a query.
+#: The child: freshdb's server for the project's history, a first copy, a query; its
+#: timeline (seconds since the epoch, and what ``stats()`` says the start spent where).
 CHILD = """\
 import json
-import os
+import secrets
 import sys
 import time
 
 import freshdb
 from freshdb.migrators import DjangoMigrator
 
+imported = time.time()
 server = freshdb.DatabaseServer(
     "postgres", schema=DjangoMigrator("proj.settings"), pool_size=0, **json.loads(sys.argv[1])
 )
 server.start()
+started = time.time()
 with server.database() as database, database.engine().connect() as connection:
     connection.exec_driver_sql("SELECT count(*) FROM history_record000").scalar()
     ready = time.time()
 stats = server.stats()
 server.stop()
-print("READY", json.dumps({"ready": ready, "reused": stats["template_reused"]}))
+facts = {
+    "imported": imported,
+    "started": started,
+    "ready": ready,
+    "reused": stats["template_reused"],
+    "restored": stats["template_restored"],
+    "start_seconds": stats["start_seconds"],
+    "container_seconds": (stats["server"] or {}).get("startup_seconds") or 0.0,
+    "template_seconds": stats["template_build_seconds"] or 0.0,
+}
+print("READY", json.dumps(facts))
 """
 
 
 @dataclasses.dataclass(frozen=True)
 class Sample:
-    """One child's time to its first usable database, and whether it reused a template."""
+    """One child's time to its first usable database, and where that time went."""
 
     seconds: float
     reused: bool
+    restored: bool = False
+    #: From the spawn to ``import freshdb`` done (the interpreter, Django's import comes later).
+    imported: float = 0.0
+    #: ``server.start()``'s part: the container's start (a throwaway's run to ready) ...
+    container: float = 0.0
+    #: ... the template's build or restore (0 when reused) ...
+    template: float = 0.0
+    #: ... and the whole of ``start()``.
+    start: float = 0.0
+    #: The first copy, its first connection and the query, after ``start()``.
+    first_copy: float = 0.0
+    #: From ``import freshdb`` done to ``start()`` called: the server object (the
+    #: migrator's fingerprint reads the history), and the rest of the child's imports.
+    before_start: float = 0.0
+
+    @property
+    def rest_of_start(self) -> float:
+        """``start()`` beyond the container and the template (connecting to Docker and
+        to the server, the template's lock and checks, the pool)."""
+        return self.start - self.container - self.template
 
 
 def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> Sample:
@@ -79,36 +121,60 @@ def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> 
     if result.returncode != 0 or line is None:
         raise RuntimeError(f"the child failed:\n{result.stdout[-2000:]}\n{result.stderr[-3000:]}")
     facts = json.loads(line.removeprefix(READY))
-    return Sample(facts["ready"] - spawned, bool(facts["reused"]))
+    return Sample(
+        seconds=facts["ready"] - spawned,
+        reused=bool(facts["reused"]),
+        restored=bool(facts["restored"]),
+        imported=facts["imported"] - spawned,
+        container=float(facts["container_seconds"]),
+        template=float(facts["template_seconds"]),
+        start=float(facts["start_seconds"]),
+        first_copy=facts["ready"] - facts["started"],
+        before_start=facts["started"] - facts["imported"] - float(facts["start_seconds"]),
+    )
 
 
 def new_fingerprint(root: Path, sample: int) -> None:
     """Edit a comment in the history's last migration: the next build starts from nothing."""
     last = sorted((root / "history" / "migrations").glob("0*.py"))[-1]
     text = last.read_text().split("\n# sample ")[0]
-    last.write_text(f"{text}\n# sample {sample}\n")
+    # A token of the run too: a kept bench server (--keep-servers) has the templates
+    # of the previous run's samples.
+    last.write_text(f"{text}\n# sample {sample} {RUN_TOKEN}\n")
 
 
-def time_cache_restore(
-    root: Path, env: dict[str, str], settings: dict[str, object]
-) -> Sample | None:
-    """The CI path with a warm template cache: the template restored, not migrated.
-
-    ``None`` while freshdb has no ``template_cache`` setting. Once it has: export the
-    template into a cache directory (``freshdb warm --export DIR``), then time a
-    child on a server without the template, with ``template_cache=DIR``.
-    """
-    from freshdb.config import Settings
-
-    if "template_cache" not in {field.name for field in dataclasses.fields(Settings)}:
-        return None
+def export_to_cache(root: Path, env: dict[str, str], settings: dict[str, object]) -> Path:
+    """Untimed: export the current history's template (on the sticky server) into a cache
+    directory, as a CI job's first run leaves it for the next ones."""
     cache = root / "template-cache"
     cache.mkdir(exist_ok=True)
-    return time_child(root, env, {**settings, "template_cache": str(cache)})
+    exported = time_child(root, env, {**settings, "template_cache": str(cache)})
+    if not exported.reused:
+        raise RuntimeError("exporting to the cache built the template again")
+    return cache
+
+
+def time_cache_restore(root: Path, env: dict[str, str], cache: Path, image: str) -> Sample:
+    """The CI path with a warm template cache: nothing running, a throwaway server
+    (container start included), the template restored from ``cache``, not migrated."""
+    settings = {"mode": "throwaway", "prefix": CI_PREFIX, "image": image}
+    sample = time_child(root, env, {**settings, "template_cache": str(cache)})
+    if not sample.restored:
+        raise RuntimeError("the cache sample did not restore its template from the cache")
+    return sample
+
+
+def time_ci_migrate(root: Path, env: dict[str, str], image: str) -> Sample:
+    """The CI path without a cache: nothing running, a throwaway server, ``migrate``."""
+    sample = time_child(root, env, {"mode": "throwaway", "prefix": CI_PREFIX, "image": image})
+    if sample.reused or sample.restored:
+        raise RuntimeError("the CI migrate sample did not migrate")
+    return sample
 
 
 def run(context: BenchContext) -> list[Figure]:
-    """Migrating from scratch, reusing the template, and (when there) the cached path."""
+    """Migrating from scratch, reusing the template, and the CI path with and without
+    the template cache (throwaway servers), with the cache path's breakdown."""
     samples = context.count(3, 1)
     env = {**environment(context), "DJANGO_SETTINGS_MODULE": "proj.settings"}
     settings: dict[str, object] = {
@@ -116,9 +182,7 @@ def run(context: BenchContext) -> list[Figure]:
         "prefix": PREFIX,
         "image": context.postgres_image,
     }
-    migrate: list[float] = []
-    reuse: list[float] = []
-    cached: list[float] = []
+    taken: dict[str, list[Sample]] = {key: [] for key in ("migrate", "reuse", "ci", "cache")}
     with tempfile.TemporaryDirectory(prefix="freshdb-bench-history-") as temporary:
         root = django_project.write_project(
             Path(temporary) / "project", tests=1, history=MIGRATIONS
@@ -129,44 +193,98 @@ def run(context: BenchContext) -> list[Figure]:
             built = time_child(root, env, settings)
             if built.reused:
                 raise RuntimeError("the migrate sample found a template: its fingerprint is old")
-            migrate.append(built.seconds)
+            taken["migrate"].append(built)
             again = time_child(root, env, settings)
             if not again.reused:
                 raise RuntimeError("the reuse sample built its template again")
-            reuse.append(again.seconds)
-            restored = time_cache_restore(root, env, settings)
-            if restored is not None:
-                cached.append(restored.seconds)
+            taken["reuse"].append(again)
+            cache = export_to_cache(root, env, settings)
+            # Alternating which CI path goes first: neither always follows the other.
+            for path in ("cache", "ci") if sample % 2 == 0 else ("ci", "cache"):
+                if path == "cache":
+                    measured = time_cache_restore(root, env, cache, context.postgres_image)
+                else:
+                    measured = time_ci_migrate(root, env, context.postgres_image)
+                taken[path].append(measured)
+    return figures(taken)
+
+
+def figures(taken: dict[str, list[Sample]]) -> list[Figure]:
+    """The rows of the group from the samples of each path."""
     total = MIGRATIONS + django_project.DJANGO_APP_MIGRATIONS
     group = GROUP.format(n=f"{total}")
-    figures = [
+
+    def seconds(key: str, part: str = "seconds") -> Summary:
+        return Summary.of([getattr(sample, part) for sample in taken[key]])
+
+    rows = [
         Figure(
             "django_history.migrate",
             group,
-            f"migrate from scratch (no template; {MIGRATIONS} generated + Django's own)",
+            f"sticky server, migrate from scratch ({MIGRATIONS} generated + Django's own)",
             "s",
-            Summary.of(migrate),
+            seconds("migrate"),
         ),
         Figure(
             "django_history.reuse",
             group,
-            "template on the sticky server (reused)",
+            "sticky server, template there (reused)",
             "s",
-            Summary.of(reuse),
+            seconds("reuse"),
             Comparison("django_history.reuse", "django_history.migrate", "reuse/migrate"),
         ),
-    ]
-    figures.append(
+        Figure(
+            "django_history.ci_migrate",
+            group,
+            "CI: nothing running (throwaway), migrate",
+            "s",
+            seconds("ci"),
+        ),
         Figure(
             "django_history.cache",
             group,
-            "restored from the CI template cache",
+            "CI: nothing running (throwaway), restored from the template cache",
             "s",
-            Summary.of(cached) if cached else None,
-            Comparison("django_history.cache", "django_history.migrate", "cache/migrate")
-            if cached
-            else None,
-            note="" if cached else "not measured: this freshdb has no template_cache setting",
+            seconds("cache"),
+            Comparison("django_history.cache", "django_history.ci_migrate", "cache/migrate"),
+            targets=(TEN_TIMES,),
+        ),
+    ]
+    parts = (
+        ("imported", "spawn -> import freshdb done"),
+        ("before_start", "server object (history fingerprint), Django's import"),
+        ("container", "container start (run -> accepting connections)"),
+        ("template", "template restore (and seal)"),
+        ("rest_of_start", "rest of start() (Docker and server connections, lock)"),
+        ("first_copy", "first copy + its first connection + query"),
+    )
+    for path, name in (("cache", "cache"), ("ci", "migrate")):
+        for part, label in parts:
+            key = f"django_history.{path}.{part}"
+            comparison = None
+            if part == "template" and path == "cache":
+                comparison = Comparison(key, "django_history.ci.template", "restore/migrate")
+            if part == "template" and path == "ci":
+                label = "template build (Django's migrate)"
+            rows.append(
+                Figure(
+                    key, group, f"  CI {name} path: {label}", "s", seconds(path, part), comparison
+                )
+            )
+    # What bounds the ratio: the cache path's time without its template step, i.e.
+    # what it would take if the restore cost nothing.
+    rows.append(
+        Figure(
+            "django_history.cache.bound",
+            group,
+            "  CI cache path less its template step (the ratio's floor)",
+            "s",
+            Summary.of([sample.seconds - sample.template for sample in taken["cache"]]),
+            Comparison("django_history.cache.bound", "django_history.ci_migrate", "floor/migrate"),
         )
     )
-    return figures
+    return rows
+
+
+#: Issue 17: the CI path with a warm cache at least 10x faster than migrating.
+TEN_TIMES = Target("ratio", 0.1, "cache/migrate <= 0.10")

@@ -26,10 +26,12 @@ if __package__ in (None, ""):
 
 from benchmarks import (
     acquire,
+    chart,
     django_history,
     django_suite,
     memory,
     per_test,
+    plugin_load,
     savepoint,
     servers,
     startup,
@@ -48,6 +50,7 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "servers": servers.run,
     "django_suite": django_suite.run,
     "django_history": django_history.run,
+    "plugin_load": plugin_load.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")
@@ -160,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments.output.parent.mkdir(parents=True, exist_ok=True)
     arguments.output.write_text(json.dumps(report.as_json(), indent=2) + "\n")
     print(f"written to {arguments.output}")
+    # The chart of the same figures, beside the JSON (results/chart.svg by default).
+    print(f"chart: {chart.write_chart(report.as_json(), arguments.output.with_name('chart.svg'))}")
     if failed:
         print(f"groups that failed: {', '.join(failed)}", file=sys.stderr)
     return 1 if failed else 0

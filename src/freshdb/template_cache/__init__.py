@@ -8,14 +8,16 @@ migrations; the CI service's own cache keeps ``DIR`` between jobs, keyed by
 ``freshdb fingerprint``. A restored template is sealed exactly like a built one,
 under the same build lock (see :mod:`freshdb.template`).
 
-An entry is a dump and a manifest. The dump is made and restored by the server's
-own tools inside its container, so their version always matches the server's:
-``pg_dump -Fc`` / ``pg_restore`` on Postgres; ``mariadb-dump`` or ``mysqldump`` /
-the ``mariadb`` or ``mysql`` client on MySQL and MariaDB (tables, rows, views,
-routines, triggers and events). Database-level facts a dump of one database leaves
-out are kept in the manifest: Postgres ``ALTER DATABASE … SET`` settings and grants,
-MySQL's default character set and collation. An external server has no container
-of freshdb's: the cache is not used there (a warning says so).
+An entry is a dump and a manifest. The dump is made by the server's own tools
+inside its container, so their version always matches the server's: ``pg_dump`` (a
+plain SQL script, replayed by freshdb over its own connection: no program runs in
+the container to restore it) on Postgres; ``mariadb-dump`` or ``mysqldump``, restored
+by the ``mariadb`` or ``mysql`` client in the container, on MySQL and MariaDB
+(tables, rows, views, routines, triggers and events). Database-level facts a dump
+of one database leaves out are kept in the manifest: Postgres ``ALTER DATABASE …
+SET`` settings and grants, MySQL's default character set and collation. An
+external server has no container of freshdb's: the cache is not used there (a
+warning says so).
 
 Nothing is restored that is not known good: the manifest must name the same
 fingerprint, engine family and major server version, and the dump must have the

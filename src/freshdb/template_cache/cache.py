@@ -18,7 +18,7 @@ import secrets
 import shutil
 import time
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import BinaryIO
 
 from freshdb.backends.base import ByteSource, ServerBackend
 from freshdb.config import Settings
@@ -74,6 +74,7 @@ class TemplateCache:
         reason = refusal(manifest, fingerprint)
         if reason is not None:
             raise CacheEntryError(reason)
+        self.tool.check_manifest(manifest)
         dump = entry / manifest.dump
         try:
             size = dump.stat().st_size
@@ -111,10 +112,15 @@ class TemplateCache:
         started = time.perf_counter()
         log.info("restoring template %s from the cache %s", fingerprint.digest[:20], entry)
         try:
-            program = self.tool.restore_command(self.address, database)
             with (entry / manifest.dump).open("rb") as dump:
-                source = _Concatenated(self.tool.restore_prologue(manifest), dump)
-                self._run_tool(program, stdin=source)
+                self.tool.restore(
+                    lambda program, stdin: self._run_tool(program, stdin=stdin),
+                    self.dialect,
+                    self.address,
+                    database,
+                    dump,
+                    manifest,
+                )
             self.tool.after_restore(self.dialect, conn, database, manifest)
         except Exception as exc:
             log.warning(
@@ -260,20 +266,6 @@ class TemplateCache:
         except OSError:
             # Another process put its export of the same template there first.
             log.debug("the cache entry %s appeared meanwhile; keeping that one", entry)
-
-
-class _Concatenated:
-    """A readable stream of some bytes followed by a file (the restore's stdin)."""
-
-    def __init__(self, head: bytes, rest: IO[bytes]) -> None:
-        self._head = head
-        self._rest = rest
-
-    def read(self, size: int = -1) -> bytes:
-        if self._head:
-            head, self._head = self._head, b""
-            return head
-        return self._rest.read(size)
 
 
 def _last_lines(text: str, count: int = 5) -> str:
