@@ -71,7 +71,8 @@ def command_url(args: argparse.Namespace) -> int:
 
 
 def command_shell(args: argparse.Namespace) -> int:
-    """An interactive SQL client inside the server's container."""
+    """An interactive SQL client inside the server's container (``--snapshot``: on a
+    fresh copy of a snapshot, see :mod:`freshdb.cli.snapshot_shell`)."""
     from freshdb.backends.execs import exec_interactive
 
     settings = settings_from(args)
@@ -82,8 +83,28 @@ def command_shell(args: argparse.Namespace) -> int:
         )
     server = current_server(settings)
     assert server.container is not None
-    command, environment = client_command(server.dialect, server.address, args.database)
-    return exec_interactive(server.container, command, environment)
+    if args.snapshot is None:
+        command, environment = client_command(server.dialect, server.address, args.database)
+        return exec_interactive(server.container, command, environment)
+    if args.database:
+        raise ConfigurationError(
+            "give --database or --snapshot, not both: --snapshot opens a fresh copy of "
+            "the snapshot, --database an existing database"
+        )
+    from freshdb.cli.snapshot_shell import snapshot_copy
+
+    with snapshot_copy(server.dialect, server.address, settings.prefix, args.snapshot) as (
+        snapshot,
+        copy,
+    ):
+        # Sealed templates take no connections, and writes must not reach later copies.
+        note(
+            args,
+            f"snapshot {snapshot.name} ({snapshot.seed or 'seeded'}): a shell on {copy}, "
+            "a fresh copy of it, dropped when the shell ends",
+        )
+        command, environment = client_command(server.dialect, server.address, copy)
+        return exec_interactive(server.container, command, environment)
 
 
 def client_command(
@@ -176,6 +197,12 @@ def add_commands(add: AddCommand) -> None:
 
     shell = add("shell", command_shell, "psql or mysql inside the server's container")
     shell.add_argument("--database", metavar="NAME", help="connect to this database")
+    shell.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="open a fresh copy of this snapshot (its name, key or a unique name prefix; "
+        "dropped when the shell ends)",
+    )
 
     warm = add("warm", command_warm, "build the template for --schema now")
     warm.add_argument(
