@@ -31,6 +31,7 @@ from benchmarks import (
     memory,
     per_test,
     savepoint,
+    seeded_suite,
     servers,
     startup,
     suites,
@@ -48,6 +49,7 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "servers": servers.run,
     "django_suite": django_suite.run,
     "django_history": django_history.run,
+    "seeded": seeded_suite.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")
