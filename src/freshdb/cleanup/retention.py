@@ -317,7 +317,7 @@ def prune_templates(
             if now_used.last_used != last_used[entry.name]:
                 log.debug("not dropping template %s: used meanwhile", entry.name)
                 continue
-            log.info("dropping template %s (%s)", entry.name, entry.reason)
+            log.info("dropping %s %s (%s)", entry.kind, entry.name, entry.reason)
             dialect.drop_database(conn, entry.name)
             pruned.append(entry)
         except Exception as exc:

@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from freshdb import naming
 from freshdb.backends import backend_for
 from freshdb.cleanup import superseded_retirer
 from freshdb.cleanup.inventory import current_server, require_lasting_mode
@@ -84,6 +85,7 @@ def command_shell(args: argparse.Namespace) -> int:
     server = current_server(settings)
     assert server.container is not None
     if args.snapshot is None:
+        _refuse_templates(settings.prefix, args.database)
         command, environment = client_command(server.dialect, server.address, args.database)
         return exec_interactive(server.container, command, environment)
     if args.database:
@@ -105,6 +107,16 @@ def command_shell(args: argparse.Namespace) -> int:
         )
         command, environment = client_command(server.dialect, server.address, copy)
         return exec_interactive(server.container, command, environment)
+
+
+def _refuse_templates(prefix: str, database: str | None) -> None:
+    parsed = naming.parse_database_name(prefix, database) if database else None
+    if parsed is not None and parsed.kind == "template":
+        raise ConfigurationError(
+            f"{database} is a template (or a snapshot): sealed, it accepts no connections, "
+            f"and a change to it would reach every later copy — `freshdb shell --snapshot "
+            f"{database}` opens a fresh copy of it instead"
+        )
 
 
 def client_command(
@@ -195,7 +207,11 @@ def add_commands(add: AddCommand) -> None:
         "--json", action="store_true", help="url, host, port, user, password, database, driver"
     )
 
-    shell = add("shell", command_shell, "psql or mysql inside the server's container")
+    shell = add(
+        "shell",
+        command_shell,
+        "psql or mysql inside the server's container (--snapshot: on a fresh copy of a snapshot)",
+    )
     shell.add_argument("--database", metavar="NAME", help="connect to this database")
     shell.add_argument(
         "--snapshot",

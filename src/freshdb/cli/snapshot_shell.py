@@ -10,7 +10,8 @@ the next session (or ``freshdb prune``) reaps; the snapshot is marked in use whi
 the shell lives, so pruning never drops it underneath.
 
 ``NAME`` is the snapshot's database name (as ``freshdb status`` lists it), its key
-(``db.snapshot(key)``, ``key=``), or a prefix of its name that only it has.
+(``db.snapshot(key)``, ``key=``), or a prefix of its name that only it has. A base
+template's full name opens a copy of that template the same way.
 """
 
 from __future__ import annotations
@@ -31,14 +32,15 @@ LOCK_TIMEOUT_SECONDS = 30.0
 
 
 def find_snapshot(records: list[TemplateRecord], wanted: str) -> TemplateRecord:
-    """The snapshot ``wanted`` names: its name, else its key, else a unique prefix.
+    """The snapshot ``wanted`` names: its name, else its key, else a unique prefix
+    (a base template by its full name too).
 
     None, or several: a :class:`~freshdb.errors.ConfigurationError` listing the
     snapshots there are.
     """
     snapshots = [r for r in records if r.is_snapshot]
     for matches in (
-        [r for r in snapshots if r.name == wanted],
+        [r for r in records if r.name == wanted],
         [r for r in snapshots if r.key == wanted],
         [r for r in snapshots if r.name.startswith(wanted)],
     ):

@@ -56,4 +56,8 @@ def test_no_match_lists_the_snapshots_there_are() -> None:
         find_snapshot(RECORDS, "nope")
     assert "fdb_t_aaaa2222 (key 'after-checkout')" in str(caught.value)
     with pytest.raises(ConfigurationError, match="snapshots here: none"):
-        find_snapshot(RECORDS[:1], "fdb_t_aaaa1111")  # a template is not a snapshot
+        find_snapshot(RECORDS[:1], "fdb_t_aaaa")  # a template is not a snapshot
+
+
+def test_a_base_template_opens_by_its_full_name_only() -> None:
+    assert find_snapshot(RECORDS, "fdb_t_aaaa1111").name == "fdb_t_aaaa1111"
