@@ -100,11 +100,12 @@ def command_shell(args: argparse.Namespace) -> int:
         copy,
     ):
         # Sealed templates take no connections, and writes must not reach later copies.
-        note(
-            args,
-            f"snapshot {snapshot.name} ({snapshot.seed or 'seeded'}): a shell on {copy}, "
-            "a fresh copy of it, dropped when the shell ends",
+        what = (
+            f"snapshot {snapshot.name} ({snapshot.seed or 'seeded'})"
+            if snapshot.is_snapshot
+            else f"template {snapshot.name} ({snapshot.migrator or 'schema'})"
         )
+        note(args, f"{what}: a shell on {copy}, a fresh copy of it, dropped when the shell ends")
         command, environment = client_command(server.dialect, server.address, copy)
         return exec_interactive(server.container, command, environment)
 
