@@ -88,11 +88,16 @@ def status(cli: Cli, **env: str) -> dict[str, Any]:
     return dict(server)
 
 
-def databases(cli: Cli) -> set[str]:
-    engine = sqlalchemy.create_engine(cli("url").stdout.strip())
+def databases(cli: Cli, **env: str) -> set[str]:
+    engine = sqlalchemy.create_engine(cli("url", env=env).stdout.strip())
+    listing = (
+        "SELECT datname FROM pg_database"
+        if engine.dialect.name == "postgresql"
+        else "SELECT schema_name FROM information_schema.schemata"
+    )
     try:
         with engine.connect() as conn:
-            return set(conn.exec_driver_sql("SELECT datname FROM pg_database").scalars())
+            return set(conn.exec_driver_sql(listing).scalars())
     finally:
         engine.dispose()
 
@@ -227,6 +232,48 @@ def test_a_snapshot_goes_with_its_superseded_template_at_the_next_start(
         assert old_template not in present
         assert old_snapshot.name not in present
     cli("down")
+
+
+def seed_things(connection: sqlalchemy.Connection) -> None:
+    """The MySQL-family seed: rows 2 to 50, as a factory would insert them."""
+    connection.execute(
+        sqlalchemy.text("INSERT INTO things VALUES (:id, 'seeded')"),
+        [{"id": n} for n in range(2, 51)],
+    )
+
+
+def test_the_mysql_family_lists_opens_and_prunes_snapshots_too(
+    cli: Cli, fresh_prefix: str, mysql_family: Any, tmp_path: Path
+) -> None:
+    engine, image = mysql_family.engine, mysql_family.image
+    env = {
+        "FRESHDB_ENGINE": engine,
+        f"FRESHDB_{engine.upper()}_IMAGE": image,
+        "FRESHDB_TEMPLATE_RETENTION": "1s",
+    }
+    schema = tmp_path / "schema.sql"
+    schema.write_text(
+        f"-- {tmp_path.name}\n"
+        "CREATE TABLE things (id INT PRIMARY KEY, name VARCHAR(40) NOT NULL);\n"
+        "INSERT INTO things VALUES (1, 'from the template');\n"
+    )
+    with sticky_server(engine, image, fresh_prefix, schema=str(schema)) as server:
+        seeded = server.snapshot(seed_things, key="things")
+        (template,) = status(cli, **env)["templates"]
+        (listed,) = template["snapshots"]
+        assert (listed["name"], listed["key"], listed["in_use"]) == (seeded.name, "things", True)
+        # MySQL's "template" takes connections, but a write there would reach every
+        # later copy: the shell gets a copy of its own here too.
+        shell = cli("shell", "--snapshot", "things", input=COUNT, env=env)
+        assert "50" in shell.stdout.split()
+        copy = shell.stderr.split("a shell on ", 1)[1].split(",", 1)[0]
+        assert copy != seeded.name and copy not in databases(cli, **env)
+        time.sleep(1.5)  # past the 1 s retention: only its use keeps it
+        assert removed(cli, **env) == []
+    (gone,) = removed(cli, **env)
+    assert (gone["what"], gone["name"]) == ("snapshot", seeded.name)
+    assert seeded.name not in databases(cli, **env)
+    cli("down", env=env)
 
 
 CRASHING_BUILDER = """
