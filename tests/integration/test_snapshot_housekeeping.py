@@ -287,30 +287,45 @@ def slow_seed(connection):
 
 
 server = freshdb.DatabaseServer(
-    "postgres", image={image!r}, mode="sticky", prefix={prefix!r}, schema={schema!r},
+    {engine!r}, image={image!r}, mode="sticky", prefix={prefix!r}, schema={schema!r},
     pool_size=0,
 )
 server.start()
+print(server.template, flush=True)
 server.snapshot(slow_seed)
 """
+
+
+def start_crashing_builder(
+    tmp_path: Path, engine: str, image: str, prefix: str, schema: Path
+) -> tuple[subprocess.Popen[str], str]:
+    """A process seeding a snapshot that never finishes: it and its template's name."""
+    script = tmp_path / "builder.py"
+    script.write_text(
+        textwrap.dedent(CRASHING_BUILDER).format(
+            engine=engine, image=image, prefix=prefix, schema=str(schema)
+        )
+    )
+    builder = subprocess.Popen(
+        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
+    )
+    assert builder.stdout is not None
+    template = builder.stdout.readline().strip()
+    assert builder.stdout.readline().strip() == "seeding"
+    return builder, template
+
+
+def kill(process: subprocess.Popen[str]) -> None:
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def test_prune_reaps_the_build_of_a_snapshot_builder_killed_mid_seed(
     cli: Cli, fresh_prefix: str, postgres_image: str, files: tuple[Path, Path], tmp_path: Path
 ) -> None:
     schema, _ = files
-    script = tmp_path / "builder.py"
-    script.write_text(
-        textwrap.dedent(CRASHING_BUILDER).format(
-            image=postgres_image, prefix=fresh_prefix, schema=str(schema)
-        )
-    )
-    builder = subprocess.Popen(
-        [sys.executable, str(script)], stdout=subprocess.PIPE, text=True, cwd=tmp_path
-    )
+    builder, _ = start_crashing_builder(tmp_path, "postgres", postgres_image, fresh_prefix, schema)
     try:
-        assert builder.stdout is not None
-        assert builder.stdout.readline().strip() == "seeding"
         builds = {
             name
             for name in databases(cli)
@@ -318,8 +333,7 @@ def test_prune_reaps_the_build_of_a_snapshot_builder_killed_mid_seed(
         }
         assert len(builds) == 1
     finally:
-        builder.send_signal(signal.SIGKILL)
-        builder.wait(timeout=30)
+        kill(builder)
     (build,) = builds
     reaped = [r for r in removed(cli) if r["name"] == build]
     assert reaped and reaped[0]["what"] == "build"
@@ -327,3 +341,33 @@ def test_prune_reaps_the_build_of_a_snapshot_builder_killed_mid_seed(
     described = status(cli)
     assert all(not t["snapshots"] for t in described["templates"])  # nothing complete
     cli("down")
+
+
+def test_prune_drops_a_mysql_snapshot_left_incomplete_by_a_killed_builder(
+    cli: Cli, fresh_prefix: str, mysql_family: Any, tmp_path: Path
+) -> None:
+    engine, image = mysql_family.engine, mysql_family.image
+    env = {"FRESHDB_ENGINE": engine, f"FRESHDB_{engine.upper()}_IMAGE": image}
+    schema = tmp_path / "schema.sql"
+    schema.write_text(f"-- {tmp_path.name}\nCREATE TABLE things (id INT PRIMARY KEY);\n")
+    builder, template = start_crashing_builder(tmp_path, engine, image, fresh_prefix, schema)
+
+    def templates() -> set[str]:
+        return {
+            name
+            for name in databases(cli, **env)
+            if (parsed := naming.parse_database_name(fresh_prefix, name))
+            and parsed.kind == "template"
+        }
+
+    try:
+        # MySQL builds in place, under the final name, complete only with its marker.
+        (leftover,) = templates() - {template}
+    finally:
+        kill(builder)
+    (listed,) = status(cli, **env)["templates"]  # the incomplete one is never listed
+    assert (listed["name"], listed["snapshots"]) == (template, [])
+    removed(cli, **env)
+    assert templates() == {template}
+    assert leftover not in databases(cli, **env)
+    cli("down", env=env)
