@@ -367,7 +367,14 @@ def test_prune_drops_a_mysql_snapshot_left_incomplete_by_a_killed_builder(
         kill(builder)
     (listed,) = status(cli, **env)["templates"]  # the incomplete one is never listed
     assert (listed["name"], listed["snapshots"]) == (template, [])
-    removed(cli, **env)
+    assert [r for r in removed(cli, **env) if r["name"] == leftover] == [
+        {
+            "what": "build",
+            "name": leftover,
+            "server": status(cli, **env)["name"],
+            "reason": "left incomplete by a builder that died",
+        }
+    ]
     assert templates() == {template}
     assert leftover not in databases(cli, **env)
     cli("down", env=env)

@@ -95,15 +95,21 @@ def _record(
 
 
 def read_templates(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, drop_crashed: bool = False
+    dialect: Dialect,
+    conn: DBAPIConnection,
+    prefix: str,
+    *,
+    drop_crashed: bool = False,
+    crashed: list[str] | None = None,
 ) -> tuple[list[TemplateRecord], list[str]]:
     """The complete templates of ``prefix`` on a server, and those it could not read.
 
     Each template is read holding its build lock, taken without waiting: one being
     built, removed or taken into use right now is skipped (listed second), never
-    read half-built. A MySQL template left incomplete by a builder that died (its
-    lock is free, its marker missing) is skipped too, or with ``drop_crashed``
-    dropped: nobody can be building it.
+    read half-built. A MySQL template (or snapshot) left incomplete by a builder that
+    died (its lock is free, its marker missing) is skipped too, or with
+    ``drop_crashed`` dropped: nobody can be building it; ``crashed`` collects their
+    names.
     """
     records: list[TemplateRecord] = []
     busy: list[str] = []
@@ -123,6 +129,8 @@ def read_templates(
                 if drop_crashed:
                     log.info("dropping %s, left by a builder that did not finish", template.name)
                     dialect.drop_database(conn, template.name)
+                if crashed is not None:
+                    crashed.append(template.name)
                 continue
             metadata = read_metadata(dialect, conn, template.name)
             in_use = dialect.template_in_use(conn, template.fingerprint)
@@ -294,10 +302,15 @@ def prune_templates(
     present = [t.name for t in dialect.our_databases(conn, prefix, ("template",))]
     if len(present) <= keep and not thorough:
         return []
-    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run)
+    crashed: list[str] = []
+    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run, crashed=crashed)
+    # MySQL builds in place: a builder that died left an incomplete one behind.
+    left = [
+        PrunedTemplate(name, "left incomplete by a builder that died", "build") for name in crashed
+    ]
     plan = plan_pruning(records, keep, retention_seconds, protect, present=present)
     if dry_run:
-        return plan
+        return left + plan
     last_used = {r.name: r.last_used for r in records}
     pruned = []
     for entry in plan:
@@ -324,4 +337,4 @@ def prune_templates(
             log.debug("could not drop template %s: %s", entry.name, exc)
         finally:
             _unlock_quietly(dialect, conn, fingerprint)
-    return pruned
+    return left + pruned
