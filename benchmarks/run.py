@@ -33,6 +33,7 @@ from benchmarks import (
     per_test,
     plugin_load,
     savepoint,
+    seeded_suite,
     servers,
     startup,
     suites,
@@ -51,6 +52,7 @@ GROUPS: dict[str, Callable[[BenchContext], list[Figure]]] = {
     "django_suite": django_suite.run,
     "django_history": django_history.run,
     "plugin_load": plugin_load.run,
+    "seeded": seeded_suite.run,
 }
 DEFAULT_OUTPUT = BENCH_DIRECTORY / "results" / "latest.json"
 PACKAGES = ("freshdb", "pytest-postgresql", "testcontainers", "sqlalchemy", "psycopg", "pytest")

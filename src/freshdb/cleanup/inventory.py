@@ -32,7 +32,7 @@ log = logging.getLogger("freshdb")
 
 @dataclasses.dataclass(frozen=True)
 class TemplateInfo:
-    """A complete template on a server."""
+    """A complete template on a server, or a snapshot (a derived template) of one."""
 
     name: str
     fingerprint: str
@@ -48,6 +48,24 @@ class TemplateInfo:
     projects: dict[str, str] = dataclasses.field(default_factory=dict)
     #: Why retention would remove it, if it would.
     stale_reason: str | None = None
+    #: ``"template"`` or ``"snapshot"``.
+    kind: str = "template"
+    #: A snapshot's parent template (or snapshot), by name.
+    parent: str | None = None
+    #: A snapshot's seed, described.
+    seed: str | None = None
+    #: A snapshot's key, if it has one.
+    key: str | None = None
+    #: Copies of it on the server now (live, leaked or kept).
+    copies: int = 0
+    #: Its snapshots (and theirs, nested), most recently used first.
+    snapshots: list[TemplateInfo] = dataclasses.field(default_factory=list)
+
+    def flattened(self) -> Iterator[TemplateInfo]:
+        """It, then its snapshots and theirs, depth first."""
+        yield self
+        for snapshot in self.snapshots:
+            yield from snapshot.flattened()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,22 +259,9 @@ def describe_databases(
     sizes = dialect.database_sizes(conn, names) if names else {}
     records, _ = read_templates(dialect, conn, prefix)
     # The same rules prune_templates follows: what it would remove now is stale.
-    reasons = {p.name: p.reason for p in plan_pruning(records, keep_templates, retention_seconds)}
-    templates = [
-        TemplateInfo(
-            name=r.name,
-            fingerprint=r.fingerprint,
-            created=r.created,
-            size_bytes=sizes.get(r.name),
-            in_use=r.in_use,
-            stale=r.name in reasons,
-            migrator=r.migrator,
-            last_used=r.last_used,
-            projects=dict(r.projects),
-            stale_reason=reasons.get(r.name),
-        )
-        for r in sorted(records, key=lambda r: r.last_used, reverse=True)
-    ]
+    present = [p.name for p in parsed if p.kind == "template"]
+    plan = plan_pruning(records, keep_templates, retention_seconds, present=present)
+    reasons = {p.name: p.reason for p in plan}
     others = [p for p in parsed if p.kind != "template" and p.owner]
     alive = dialect.live_owners(conn, sorted({str(p.owner) for p in others}))
     created = dialect.database_created(conn, [p.name for p in others]) if others else {}
@@ -272,7 +277,47 @@ def describe_databases(
         )
         for p in others
     ]
-    return templates, copies
+    infos = {
+        r.name: TemplateInfo(
+            name=r.name,
+            fingerprint=r.fingerprint,
+            created=r.created,
+            size_bytes=sizes.get(r.name),
+            in_use=r.in_use,
+            stale=r.name in reasons,
+            migrator=r.migrator,
+            last_used=r.last_used,
+            projects=dict(r.projects),
+            stale_reason=reasons.get(r.name),
+            kind=r.kind,
+            parent=r.parent,
+            seed=r.seed,
+            key=r.key,
+            copies=sum(
+                1 for c in copies if c.kind != "build" and r.fingerprint.startswith(c.fingerprint)
+            ),
+        )
+        for r in sorted(records, key=lambda r: r.last_used, reverse=True)
+    }
+    return snapshots_under_parents(list(infos.values())), copies
+
+
+def snapshots_under_parents(templates: list[TemplateInfo]) -> list[TemplateInfo]:
+    """Each snapshot moved into its parent's ``snapshots`` (layers into theirs).
+
+    A snapshot whose parent is not listed (gone, or being built or removed right
+    now) stays at the top level, its ``parent`` saying which it was. The order
+    within each level is kept.
+    """
+    by_name = {t.name: t for t in templates}
+    top = []
+    for template in templates:
+        parent = by_name.get(template.parent) if template.parent else None
+        if parent is None or parent is template:
+            top.append(template)
+        else:
+            parent.snapshots.append(template)
+    return top
 
 
 # -- the server of the current settings -----------------------------------------------

@@ -39,7 +39,7 @@ log = logging.getLogger("freshdb")
 class Removal:
     """One thing ``freshdb prune`` or ``freshdb down`` removed (or would remove)."""
 
-    what: str  # "container", "template", "copy", "build" or "kept copy"
+    what: str  # "container", "template", "snapshot", "copy", "build" or "kept copy"
     name: str
     server: str
     reason: str
@@ -55,7 +55,8 @@ def prune(settings: Settings, max_age: dt.timedelta | None, dry_run: bool) -> li
     copies and builds whose owner session is gone
     (:func:`~freshdb.cleanup.leftovers.reap_dead_owners`), templates retention removes
     beyond ``keep_templates`` — superseded ones first, then ones unused for
-    ``template_retention`` — that no session uses
+    ``template_retention`` — and snapshots whose parent is gone or pruned, or unused
+    for ``template_retention``, that no session uses
     (:func:`~freshdb.cleanup.retention.prune_templates`), and kept copies older than ``max_age``.
     """
     removals: list[Removal] = []
@@ -142,8 +143,9 @@ def _prune_databases(
         set(),
         retention_seconds=settings.template_retention_seconds,
         dry_run=dry_run,
+        thorough=True,
     ):
-        removals.append(Removal("template", pruned.name, where, pruned.reason))
+        removals.append(Removal(pruned.kind, pruned.name, where, pruned.reason))
     if max_age is None:
         return removals
     hours = max_age.total_seconds() / 3600

@@ -9,6 +9,15 @@ complete. A *project* is the directory of the nearest ``pyproject.toml`` (else t
 working directory) together with the schema's source (which files, which function,
 which Alembic ini): editing the schema supersedes the old template; another
 project's schema does not (see :func:`freshdb.template.project_key`).
+
+*Snapshots* (derived templates: seeded data sealed like a template, see
+:meth:`freshdb.DatabaseServer.snapshot`) are named like templates and say what they
+are in the same comment (``"kind": "snapshot"``, their ``"parent"`` template). They
+live under their parent: they never count against ``keep_templates`` (a suite's
+snapshots never crowd out another project's template), and one goes when its
+parent is gone or pruned (layers follow their parent snapshot) or when nobody used
+it within ``template_retention``, whatever the count; never one a live session
+uses.
 """
 
 from __future__ import annotations
@@ -41,6 +50,24 @@ class TemplateRecord:
     projects: Mapping[str, str]
     migrator: str | None
     in_use: bool
+    #: ``"template"`` (built from a schema) or ``"snapshot"`` (derived from ``parent``).
+    kind: str = "template"
+    #: A snapshot's parent: the template (or snapshot) it was seeded from.
+    parent: str | None = None
+    parent_fingerprint: str | None = None
+    #: A snapshot's seed, described (what ran on the parent's copy).
+    seed: str | None = None
+    #: A snapshot's key (``db.snapshot(key)``, or ``key=``), if it has one.
+    key: str | None = None
+
+    @property
+    def is_snapshot(self) -> bool:
+        """A derived template (seeded from a parent), not one built from a schema."""
+        return self.kind == "snapshot"
+
+
+def _optional(value: Any) -> str | None:
+    return None if value is None else str(value)
 
 
 def _record(
@@ -59,19 +86,30 @@ def _record(
         projects=projects,
         migrator=str(migrator) if migrator is not None else None,
         in_use=in_use,
+        kind="snapshot" if metadata.get("kind") == "snapshot" else "template",
+        parent=_optional(metadata.get("parent")),
+        parent_fingerprint=_optional(metadata.get("parent_fingerprint")),
+        seed=_optional(metadata.get("seed")),
+        key=_optional(metadata.get("key")),
     )
 
 
 def read_templates(
-    dialect: Dialect, conn: DBAPIConnection, prefix: str, *, drop_crashed: bool = False
+    dialect: Dialect,
+    conn: DBAPIConnection,
+    prefix: str,
+    *,
+    drop_crashed: bool = False,
+    crashed: list[str] | None = None,
 ) -> tuple[list[TemplateRecord], list[str]]:
     """The complete templates of ``prefix`` on a server, and those it could not read.
 
     Each template is read holding its build lock, taken without waiting: one being
     built, removed or taken into use right now is skipped (listed second), never
-    read half-built. A MySQL template left incomplete by a builder that died (its
-    lock is free, its marker missing) is skipped too, or with ``drop_crashed``
-    dropped: nobody can be building it.
+    read half-built. A MySQL template (or snapshot) left incomplete by a builder that
+    died (its lock is free, its marker missing) is skipped too, or with
+    ``drop_crashed`` dropped: nobody can be building it; ``crashed`` collects their
+    names.
     """
     records: list[TemplateRecord] = []
     busy: list[str] = []
@@ -91,6 +129,8 @@ def read_templates(
                 if drop_crashed:
                     log.info("dropping %s, left by a builder that did not finish", template.name)
                     dialect.drop_database(conn, template.name)
+                if crashed is not None:
+                    crashed.append(template.name)
                 continue
             metadata = read_metadata(dialect, conn, template.name)
             in_use = dialect.template_in_use(conn, template.fingerprint)
@@ -116,6 +156,8 @@ class PrunedTemplate:
 
     name: str
     reason: str
+    #: ``"template"`` or ``"snapshot"``.
+    kind: str = "template"
 
 
 def _superseded(record: TemplateRecord, records: Collection[TemplateRecord]) -> bool:
@@ -137,21 +179,46 @@ def plan_pruning(
     retention_seconds: float,
     protect: Collection[str] = (),
     now: dt.datetime | None = None,
+    present: Collection[str] | None = None,
 ) -> list[PrunedTemplate]:
-    """Which templates retention removes, first to go first (pure: no server).
+    """Which templates and snapshots retention removes, first to go first (pure).
 
-    Up to ``keep`` templates stay whatever their age. Beyond that, room is made
+    Templates: up to ``keep`` stay whatever their age. Beyond that, room is made
     by removing, least recently used first: superseded templates (each project
     that used one has used a newer one since), then templates nobody used within
-    ``retention_seconds``. A template in use or in ``protect`` never goes, and a
-    project's current template used within the retention never goes to make room
-    for another project's (so a server may hold more than ``keep``).
+    ``retention_seconds``. A project's current template used within the retention
+    never goes to make room for another project's (so a server may hold more than
+    ``keep``).
+
+    Snapshots count against no ``keep``: one goes (after the templates) when its
+    parent goes in this plan, when its parent is not among ``present`` (the names
+    of every template-shaped database on the server, complete or not; default: the
+    records'), or when nobody used it within ``retention_seconds``. Nothing in use
+    or in ``protect`` ever goes.
     """
+    moment = now or dt.datetime.now(dt.UTC)
+    cutoff = (moment - dt.timedelta(seconds=retention_seconds)).isoformat(timespec="milliseconds")
+    days = retention_seconds / 86400
+    templates = [r for r in records if not r.is_snapshot]
+    plan = _plan_templates(templates, keep, cutoff, days, protect)
+    on_server = set(present) if present is not None else {r.name for r in records}
+    return plan + _plan_snapshots(records, plan, on_server, cutoff, days, protect)
+
+
+def _idle_reason(record: TemplateRecord, days: float) -> str:
+    return f"not used within {days:g} days ({record.last_used or 'never'})"
+
+
+def _plan_templates(
+    records: list[TemplateRecord],
+    keep: int,
+    cutoff: str,
+    days: float,
+    protect: Collection[str],
+) -> list[PrunedTemplate]:
     excess = len(records) - keep
     if excess <= 0:
         return []
-    moment = now or dt.datetime.now(dt.UTC)
-    cutoff = (moment - dt.timedelta(seconds=retention_seconds)).isoformat(timespec="milliseconds")
     removable = [r for r in records if not r.in_use and r.name not in protect]
     superseded = sorted(
         (r for r in removable if _superseded(r, records)), key=lambda r: r.last_used
@@ -163,12 +230,50 @@ def plan_pruning(
     plan = [
         PrunedTemplate(r.name, "superseded: its project uses a newer template") for r in superseded
     ]
-    days = retention_seconds / 86400
-    plan += [
-        PrunedTemplate(r.name, f"not used within {days:g} days ({r.last_used or 'never'})")
-        for r in idle
-    ]
+    plan += [PrunedTemplate(r.name, _idle_reason(r, days)) for r in idle]
     return plan[:excess]
+
+
+def _plan_snapshots(
+    records: Collection[TemplateRecord],
+    templates_going: list[PrunedTemplate],
+    on_server: set[str],
+    cutoff: str,
+    days: float,
+    protect: Collection[str],
+) -> list[PrunedTemplate]:
+    going = {entry.name for entry in templates_going}
+    waiting = sorted(
+        (r for r in records if r.is_snapshot and not r.in_use and r.name not in protect),
+        key=lambda r: r.last_used,
+    )
+    plan: list[PrunedTemplate] = []
+    # A layer's parent is a snapshot that may go in this very plan: go round until
+    # nothing more goes, so parents are listed (and dropped) before their layers.
+    changed = True
+    while changed:
+        changed = False
+        for record in list(waiting):
+            reason = _snapshot_reason(record, going, on_server, cutoff, days)
+            if reason is None:
+                continue
+            plan.append(PrunedTemplate(record.name, reason, "snapshot"))
+            going.add(record.name)
+            waiting.remove(record)
+            changed = True
+    return plan
+
+
+def _snapshot_reason(
+    record: TemplateRecord, going: set[str], on_server: set[str], cutoff: str, days: float
+) -> str | None:
+    if record.parent is not None and record.parent in going:
+        return f"snapshot of {record.parent}, which is pruned"
+    if record.parent is not None and record.parent not in on_server:
+        return f"snapshot of {record.parent}, which is gone"
+    if record.last_used < cutoff:
+        return _idle_reason(record, days)
+    return None
 
 
 def prune_templates(
@@ -180,19 +285,32 @@ def prune_templates(
     *,
     retention_seconds: float = DEFAULT_RETENTION_SECONDS,
     dry_run: bool = False,
+    thorough: bool = False,
 ) -> list[PrunedTemplate]:
-    """Remove templates as :func:`plan_pruning` says, skipping any that is busy.
+    """Remove templates and snapshots as :func:`plan_pruning` says, skipping any busy.
 
     Never fails on another session's templates: one that is being built, removed
     or taken into use, that cannot be read or dropped, is skipped (logged at
     debug). With ``dry_run``, only name them (``freshdb prune --dry-run``).
+
+    A session's start reads the templates only when the server holds more
+    template-shaped databases (snapshots included) than ``keep``: its start stays
+    cheap on a tidy server. ``thorough`` (``freshdb prune``) always reads them, so
+    snapshots whose parent is gone, or that nobody used within the retention, go
+    even then.
     """
-    if len(dialect.our_databases(conn, prefix, ("template",))) <= keep:
+    present = [t.name for t in dialect.our_databases(conn, prefix, ("template",))]
+    if len(present) <= keep and not thorough:
         return []
-    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run)
-    plan = plan_pruning(records, keep, retention_seconds, protect)
+    crashed: list[str] = []
+    records, _ = read_templates(dialect, conn, prefix, drop_crashed=not dry_run, crashed=crashed)
+    # MySQL builds in place: a builder that died left an incomplete one behind.
+    left = [
+        PrunedTemplate(name, "left incomplete by a builder that died", "build") for name in crashed
+    ]
+    plan = plan_pruning(records, keep, retention_seconds, protect, present=present)
     if dry_run:
-        return plan
+        return left + plan
     last_used = {r.name: r.last_used for r in records}
     pruned = []
     for entry in plan:
@@ -212,11 +330,11 @@ def prune_templates(
             if now_used.last_used != last_used[entry.name]:
                 log.debug("not dropping template %s: used meanwhile", entry.name)
                 continue
-            log.info("dropping template %s (%s)", entry.name, entry.reason)
+            log.info("dropping %s %s (%s)", entry.kind, entry.name, entry.reason)
             dialect.drop_database(conn, entry.name)
             pruned.append(entry)
         except Exception as exc:
             log.debug("could not drop template %s: %s", entry.name, exc)
         finally:
             _unlock_quietly(dialect, conn, fingerprint)
-    return pruned
+    return left + pruned

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from freshdb.cleanup.inventory import CopyInfo, ServerStatus
+from freshdb.cleanup.inventory import CopyInfo, ServerStatus, TemplateInfo
 from freshdb.config import Settings
 
 
@@ -36,20 +36,14 @@ def server_text(server: ServerStatus, settings: Settings) -> str:
     if server.templates:
         lines.append(
             f"  templates (up to {settings.keep_templates} kept; beyond that, superseded ones "
-            f"and ones unused for {settings.template_retention} are pruned):"
+            f"and ones unused for {settings.template_retention} are pruned; snapshots, under "
+            "their template, go with it or once unused as long):"
         )
-        rows = [["name", "last used (UTC)", "created (UTC)", "size", "state", "migrator"]]
-        rows += [
-            [
-                t.name,
-                _moment(t.last_used),
-                _moment(t.created),
-                _size(t.size_bytes),
-                ("in use" if t.in_use else "unused") + (", stale" if t.stale else ""),
-                t.migrator or "",
-            ]
-            for t in server.templates
+        rows = [
+            ["name", "last used (UTC)", "created (UTC)", "size", "copies", "state", "made from"]
         ]
+        for template in server.templates:
+            rows += _template_rows(template, depth=0)
         lines += _table(rows, indent=4)
     if server.copies:
         live = sum(1 for c in server.copies if c.live and c.kind == "copy")
@@ -63,6 +57,40 @@ def server_text(server: ServerStatus, settings: Settings) -> str:
     elif server.status in ("running", "external") and not server.error:
         lines.append("  no copies")
     return "\n".join(lines)
+
+
+def _template_rows(template: TemplateInfo, depth: int) -> list[list[str]]:
+    """A template's row, then its snapshots' (and theirs), each level indented."""
+    name = template.name
+    if template.kind == "snapshot":
+        name = "  " * (depth - 1) + "└ " + name if depth else name
+    state = ("in use" if template.in_use else "unused") + (", stale" if template.stale else "")
+    rows = [
+        [
+            name,
+            _moment(template.last_used),
+            _moment(template.created),
+            _size(template.size_bytes),
+            str(template.copies),
+            state,
+            _made_from(template, shown_under_parent=depth > 0),
+        ]
+    ]
+    for snapshot in template.snapshots:
+        rows += _template_rows(snapshot, depth + 1)
+    return rows
+
+
+def _made_from(template: TemplateInfo, shown_under_parent: bool) -> str:
+    """A template's migrator; a snapshot's seed and key (and parent, if not shown above)."""
+    if template.kind != "snapshot":
+        return template.migrator or ""
+    parts = [f"snapshot: {template.seed or '?'}"]
+    if template.key:
+        parts.append(f"key {template.key!r}")
+    if not shown_under_parent:
+        parts.append(f"of {template.parent or '?'} (not listed: gone or busy)")
+    return ", ".join(parts)
 
 
 def _moment(iso: str) -> str:

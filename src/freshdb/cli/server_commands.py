@@ -8,6 +8,7 @@ import json
 import sys
 import time
 
+from freshdb import naming
 from freshdb.backends import backend_for
 from freshdb.cleanup import superseded_retirer
 from freshdb.cleanup.inventory import current_server, require_lasting_mode
@@ -71,7 +72,8 @@ def command_url(args: argparse.Namespace) -> int:
 
 
 def command_shell(args: argparse.Namespace) -> int:
-    """An interactive SQL client inside the server's container."""
+    """An interactive SQL client inside the server's container (``--snapshot``: on a
+    fresh copy of a snapshot, see :mod:`freshdb.cli.snapshot_shell`)."""
     from freshdb.backends.execs import exec_interactive
 
     settings = settings_from(args)
@@ -82,8 +84,40 @@ def command_shell(args: argparse.Namespace) -> int:
         )
     server = current_server(settings)
     assert server.container is not None
-    command, environment = client_command(server.dialect, server.address, args.database)
-    return exec_interactive(server.container, command, environment)
+    if args.snapshot is None:
+        _refuse_templates(settings.prefix, args.database)
+        command, environment = client_command(server.dialect, server.address, args.database)
+        return exec_interactive(server.container, command, environment)
+    if args.database:
+        raise ConfigurationError(
+            "give --database or --snapshot, not both: --snapshot opens a fresh copy of "
+            "the snapshot, --database an existing database"
+        )
+    from freshdb.cli.snapshot_shell import snapshot_copy
+
+    with snapshot_copy(server.dialect, server.address, settings.prefix, args.snapshot) as (
+        snapshot,
+        copy,
+    ):
+        # Sealed templates take no connections, and writes must not reach later copies.
+        what = (
+            f"snapshot {snapshot.name} ({snapshot.seed or 'seeded'})"
+            if snapshot.is_snapshot
+            else f"template {snapshot.name} ({snapshot.migrator or 'schema'})"
+        )
+        note(args, f"{what}: a shell on {copy}, a fresh copy of it, dropped when the shell ends")
+        command, environment = client_command(server.dialect, server.address, copy)
+        return exec_interactive(server.container, command, environment)
+
+
+def _refuse_templates(prefix: str, database: str | None) -> None:
+    parsed = naming.parse_database_name(prefix, database) if database else None
+    if parsed is not None and parsed.kind == "template":
+        raise ConfigurationError(
+            f"{database} is a template (or a snapshot): sealed, it accepts no connections, "
+            f"and a change to it would reach every later copy — `freshdb shell --snapshot "
+            f"{database}` opens a fresh copy of it instead"
+        )
 
 
 def client_command(
@@ -174,8 +208,18 @@ def add_commands(add: AddCommand) -> None:
         "--json", action="store_true", help="url, host, port, user, password, database, driver"
     )
 
-    shell = add("shell", command_shell, "psql or mysql inside the server's container")
+    shell = add(
+        "shell",
+        command_shell,
+        "psql or mysql inside the server's container (--snapshot: on a fresh copy of a snapshot)",
+    )
     shell.add_argument("--database", metavar="NAME", help="connect to this database")
+    shell.add_argument(
+        "--snapshot",
+        metavar="NAME",
+        help="open a fresh copy of this snapshot (its name, key or a unique name prefix; "
+        "dropped when the shell ends)",
+    )
 
     warm = add("warm", command_warm, "build the template for --schema now")
     warm.add_argument(

@@ -140,3 +140,93 @@ def test_a_metadata_schema_source_ignores_its_size() -> None:
     assert schema_source(MetadataMigrator(small)) == schema_source(MetadataMigrator(big))
     composed = ComposedMigrator([MetadataMigrator(small), MetadataMigrator(big)])
     assert schema_source(composed) == "SQLAlchemy MetaData + SQLAlchemy MetaData"
+
+
+def snapshot(
+    name: str,
+    parent: str,
+    last_used: str,
+    *,
+    in_use: bool = False,
+) -> TemplateRecord:
+    return TemplateRecord(
+        name=name,
+        fingerprint=name,
+        created=last_used,
+        last_used=last_used,
+        projects={},
+        migrator=None,
+        in_use=in_use,
+        kind="snapshot",
+        parent=parent,
+        seed="seed()",
+    )
+
+
+def test_snapshots_never_crowd_out_templates() -> None:
+    records = [
+        template("a", {"a": ago(hours=1)}),
+        template("b", {"b": ago(hours=2)}),
+        *[snapshot(f"a_s{i}", "a", ago(minutes=i)) for i in range(5)],
+    ]
+    # Seven template-shaped databases, two templates: nothing is beyond keep=2.
+    assert names(records, keep=2) == []
+    assert names(records, keep=1) == []  # b is b's current template, used this week
+
+
+def test_a_snapshot_goes_with_its_pruned_parent_and_layers_with_theirs() -> None:
+    records = [
+        snapshot("old_layer", "old_seeded", ago(minutes=1)),
+        snapshot("old_seeded", "old", ago(minutes=1)),
+        template("old", {"a": ago(hours=5)}),
+        template("new", {"a": ago(hours=1)}),
+        snapshot("new_seeded", "new", ago(minutes=1)),
+    ]
+    plan = plan_pruning(records, 1, WEEK, now=NOW)
+    assert [(p.name, p.kind) for p in plan] == [
+        ("old", "template"),
+        ("old_seeded", "snapshot"),
+        ("old_layer", "snapshot"),
+    ]
+    assert plan[1].reason == "snapshot of old, which is pruned"
+
+
+def test_a_snapshot_whose_parent_is_gone_goes_unless_in_use() -> None:
+    records = [
+        template("current", {"a": ago(hours=1)}),
+        snapshot("orphan", "dropped_earlier", ago(minutes=1)),
+        snapshot("orphan_in_use", "dropped_earlier", ago(minutes=1), in_use=True),
+    ]
+    plan = plan_pruning(records, 3, WEEK, now=NOW, present=["current", "orphan", "orphan_in_use"])
+    assert [(p.name, p.reason) for p in plan] == [
+        ("orphan", "snapshot of dropped_earlier, which is gone")
+    ]
+
+
+def test_a_parent_being_built_or_busy_is_not_gone() -> None:
+    # Not readable (busy) is not absent: only the server's list of names says gone.
+    records = [snapshot("seeded", "busy_parent", ago(minutes=1))]
+    assert names(records, keep=3, present=["busy_parent", "seeded"]) == []
+
+
+def test_an_idle_snapshot_goes_after_the_retention_whatever_the_count() -> None:
+    records = [
+        template("t", {"a": ago(hours=1)}),
+        snapshot("idle", "t", ago(days=8)),
+        snapshot("used", "t", ago(days=6)),
+        snapshot("idle_in_use", "t", ago(days=30), in_use=True),
+    ]
+    plan = plan_pruning(records, 3, WEEK, now=NOW)
+    assert [p.name for p in plan] == ["idle"]
+    assert plan[0].reason.startswith("not used within 7 days")
+    assert names(records, keep=3, protect={"idle"}) == []
+
+
+def test_an_in_use_layer_stays_though_its_parent_snapshot_goes() -> None:
+    records = [
+        template("t", {"a": ago(hours=1)}),
+        snapshot("base_seed", "t", ago(days=9)),
+        snapshot("layer", "base_seed", ago(days=9), in_use=True),
+        snapshot("layer_idle", "base_seed", ago(days=1)),
+    ]
+    assert names(records, keep=3) == ["base_seed", "layer_idle"]
