@@ -12,7 +12,12 @@ What changes against :class:`django.test.runner.DiscoverRunner`:
 - ``--keepdb`` keeps the test databases after the run (renamed, listed at the end);
   there is nothing to keep *for* the next run, which starts from the template;
 - copies are dropped in the background; connections the code under test left open
-  are ended by the drop, so they never block teardown.
+  are ended by the drop, so they never block teardown;
+- with ``FRESHDB_DJANGO_FIXTURE_SNAPSHOTS = True`` (a Django setting, or the
+  environment variable), test classes' ``fixtures`` are loaded once into a snapshot
+  cached on the server, and each class (``TestCase``) or test
+  (``TransactionTestCase``) runs on a fresh copy of it instead of running
+  ``loaddata`` (see :mod:`freshdb.django.fixture_snapshots`).
 
 Server settings come from freshdb's configuration (``FRESHDB_*`` variables,
 ``[tool.freshdb]``, or a ``FRESHDB = {...}`` dict in Django's settings): a sticky
@@ -27,6 +32,7 @@ from django.db import connections
 from django.test import runner as django_runner
 from django.test.runner import DiscoverRunner, ParallelTestSuite
 
+from freshdb.django import fixture_snapshots
 from freshdb.django.databases import TestDatabases
 
 # Django's positional init_worker arguments: (counter, initial_settings,
@@ -37,6 +43,9 @@ _PROCESS_SETUP_ARGS = 4
 def init_worker(*args: Any) -> None:
     """A parallel worker's start: Django's own, then this worker's freshdb copy."""
     django_runner._init_worker(*args)
+    # A forked worker inherits the parent's snapshot pools but not their threads:
+    # here Django loads fixtures itself.
+    fixture_snapshots.stop_in_this_process()
     worker_id: int = django_runner._worker_id
     setup_args = args[_PROCESS_SETUP_ARGS] if len(args) > _PROCESS_SETUP_ARGS else ()
     worker_settings: dict[str, list[dict[str, Any]]] = setup_args[0] if setup_args else {}
