@@ -164,7 +164,8 @@ class FixtureSnapshots:
         self._taken: dict[type, list[_Taken]] = {}
         #: (alias, labels) whose fixtures the alias's current copy holds already.
         self._loaded: set[tuple[str, tuple[str, ...]]] = set()
-        self.classes = 0
+        #: The test classes served so far (for the closing report).
+        self.classes: set[str] = set()
 
     def serves(self, cls: Any) -> bool:
         """Whether ``cls``'s fixtures come from a snapshot (else Django loads them)."""
@@ -209,7 +210,7 @@ class FixtureSnapshots:
         except BaseException:
             self.give_back(cls)
             raise
-        self.classes += 1
+        self.classes.add(f"{cls.__module__}.{cls.__qualname__}")
 
     def give_back(self, cls: Any) -> bool:
         """Point ``cls``'s databases back where they were; drop its copies.
@@ -267,7 +268,7 @@ class FixtureSnapshots:
         if self._snapshots:
             built = sum(1 for s in self._snapshots.values() if not s.reused)
             self.report(
-                f"freshdb: fixtures of {self.classes} test class(es) came from "
+                f"freshdb: fixtures of {len(self.classes)} test class(es) came from "
                 f"{len(self._snapshots)} snapshot(s) ({built} built, "
                 f"{len(self._snapshots) - built} reused)"
             )
