@@ -20,6 +20,7 @@ from freshdb.errors import (
     ImageError,
     MigrationError,
     PoolTimeoutError,
+    SeedError,
     ServerFullError,
     ServerStartError,
     ServerUnavailableError,
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from freshdb.config import Settings, resolve_settings
     from freshdb.database import Database
     from freshdb.server import DatabaseServer
+    from freshdb.snapshot import Snapshot
 
 __all__ = [
     "ConfigurationError",
@@ -41,10 +43,12 @@ __all__ = [
     "ImageError",
     "MigrationError",
     "PoolTimeoutError",
+    "SeedError",
     "ServerFullError",
     "ServerStartError",
     "ServerUnavailableError",
     "Settings",
+    "Snapshot",
     "UnsupportedServerError",
     "__version__",
     "resolve_settings",
@@ -56,6 +60,7 @@ _LAZY = {
     "Database": "freshdb.database",
     "DatabaseServer": "freshdb.server",
     "Settings": "freshdb.config",
+    "Snapshot": "freshdb.snapshot",
     "resolve_settings": "freshdb.config",
 }
 

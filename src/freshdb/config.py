@@ -57,6 +57,8 @@ class Settings:
     url: str | None = None
     schema: str | None = None
     pool_size: int = 3
+    #: Copies kept ready per snapshot (see :mod:`freshdb.snapshot`).
+    snapshot_pool_size: int = 2
     clone_workers: int = 2
     tmpfs_size: str = "2g"
     prefix: str = "freshdb"
@@ -235,6 +237,10 @@ def _validate(settings: Settings) -> Settings:
         )
     if settings.pool_size < 0 or settings.pool_size > 64:
         raise ConfigurationError(f"pool_size must be between 0 and 64, got {settings.pool_size}")
+    if not 0 <= settings.snapshot_pool_size <= 64:
+        raise ConfigurationError(
+            f"snapshot_pool_size must be between 0 and 64, got {settings.snapshot_pool_size}"
+        )
     if not 1 <= settings.clone_workers <= 16:
         raise ConfigurationError(
             f"clone_workers must be between 1 and 16, got {settings.clone_workers}"

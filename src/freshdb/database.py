@@ -25,6 +25,8 @@ from freshdb.errors import FreshDBError
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncEngine
 
+    from freshdb.snapshot import Snapshot
+
 
 log = logging.getLogger("freshdb")
 
@@ -57,6 +59,7 @@ class Database:
         engines: EngineFactory | None = None,
         warm_connection: Any = None,
         kept_name: str | None = None,
+        snapshot: Callable[[str], Snapshot] | None = None,
     ) -> None:
         if parts.database is None:
             raise ValueError("a Database needs the name of its database")
@@ -86,6 +89,8 @@ class Database:
         self.kept_name = kept_name or self.name
         self._keep = False
         self._released = False
+        # Makes a snapshot of this copy (given by the session that handed it out).
+        self._make_snapshot = snapshot
         self._engines: list[Engine] = []
         self._async_engines: list[AsyncEngine] = []
         self._lock = threading.Lock()
@@ -155,6 +160,43 @@ class Database:
             event.listen(engine.sync_engine, "do_connect", _require_asyncio)
             self._async_engines.append(engine)
             return engine
+
+    # -- its state as a snapshot ----------------------------------------------------
+    def snapshot(self, key: str) -> Snapshot:
+        """This database's committed state, as a snapshot keyed by ``key``.
+
+        The state becomes a derived template (see :mod:`freshdb.snapshot`) named by
+        this copy's template and ``key``: an expensive setup once, then fresh copies
+        of it from ``snapshot.database()``. If a snapshot with that key is complete
+        on the server already, it is reused as is (change the key when the setup
+        changes). This database stays yours, unchanged.
+
+        Uncommitted work is not in the snapshot. On Postgres, nobody may be
+        connected to the database while it is copied: idle connections of
+        :meth:`engine` are closed first; others (a connection still checked out, an
+        async engine, your own driver's) make this a
+        :class:`~freshdb.FreshDBError` after a short wait.
+        """
+        with self._lock:
+            if self._released:
+                raise FreshDBError(
+                    f"database {self.name} was released: take the snapshot before giving "
+                    "the database back (inside its `with` block)"
+                )
+            warm, self._warm_connection = self._warm_connection, None
+            engines = list(self._engines)
+        if self._make_snapshot is None:
+            raise FreshDBError(
+                f"database {self.name} was not handed out by a DatabaseServer, which makes "
+                "snapshots: use server.database() or snapshot.database()"
+            )
+        if warm is not None:
+            self._engine_factory.discard(warm)
+        for engine in engines:
+            # Its idle connections, and those checked out now once they come back (a
+            # new pool, as Engine.dispose() makes, would leave those open meanwhile).
+            engine.pool.dispose()
+        return self._make_snapshot(key)
 
     # -- giving it back ---------------------------------------------------------
     def keep(self) -> None:

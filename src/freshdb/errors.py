@@ -43,6 +43,10 @@ class MigrationError(FreshDBError):
     """Building the template failed: a migration or statement raised an error."""
 
 
+class SeedError(MigrationError):
+    """A snapshot's seed failed: no snapshot was marked complete, the next run seeds again."""
+
+
 class PoolTimeoutError(FreshDBError):
     """No copy became ready within the acquire timeout."""
 

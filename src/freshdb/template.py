@@ -6,6 +6,10 @@ own, and becomes the template by an atomic final step (a rename on Postgres, a
 completion marker on MySQL). A crash leaves no complete template behind, and the
 next builder simply starts over.
 
+A *derived template* (a snapshot, see :mod:`freshdb.snapshot`) is built the same
+way, except that its build database starts as a copy of its parent and a seed runs
+on it instead of migrations.
+
 Each use of a template is recorded on it (when, by which project), in its comment:
 :mod:`freshdb.cleanup.retention` decides from those records which templates a
 server keeps.
@@ -31,7 +35,7 @@ from sqlalchemy.pool import NullPool
 from freshdb import naming
 from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
-from freshdb.errors import FreshDBError, MigrationError
+from freshdb.errors import FreshDBError, MigrationError, SeedError
 from freshdb.migrators import (
     ComposedMigrator,
     MetadataMigrator,
@@ -43,16 +47,21 @@ from freshdb.migrators import (
 from freshdb.migrators.base import shortened_statement
 
 if TYPE_CHECKING:
+    from freshdb.snapshot import Derivation
     from freshdb.template_cache.cache import TemplateCache
 
 log = logging.getLogger("freshdb")
 
 #: How many projects a template remembers (a template many projects share stays small).
 PROJECTS_REMEMBERED = 16
+#: How long a snapshot of a live copy waits for the copy's other connections to end
+#: (Postgres clones only a database nobody is connected to).
+CLONE_SOURCE_WAIT_SECONDS = 10.0
 
 _FIX_THE_MIGRATION = (
     "Fix the migration; no template was marked complete, so the next run builds it again"
 )
+_FIX_THE_SEED = "Fix the seed; no snapshot was marked complete, so the next run builds it again"
 
 
 #: Where build progress is shown (a line at a time), innermost last; empty: only logged.
@@ -105,8 +114,11 @@ class BuildProgress:
         *,
         interval: float = PROGRESS_INTERVAL_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        noun: str = "template",
     ) -> None:
         self.template = template
+        #: What is built: "template", or "snapshot" for a derived template.
+        self.noun = noun
         self.write = write
         self.interval = interval
         self.clock = clock
@@ -119,7 +131,7 @@ class BuildProgress:
             return
         self._shown_at = now
         self.write(
-            f"freshdb: building template {self.template}: {step}/{total} {name} "
+            f"freshdb: building {self.noun} {self.template}: {step}/{total} {name} "
             f"({now - self.started:.1f} s)"
         )
 
@@ -148,6 +160,8 @@ class Template:
     build_seconds: float = 0.0
     #: Restored from the template cache instead of migrated.
     restored: bool = False
+    #: The project recorded on it (see :func:`project_key`); a snapshot's chains its parent's.
+    project: str = ""
 
 
 def _now() -> str:
@@ -175,10 +189,15 @@ def project_key(migrator: Migrator, start: Path | None = None) -> str:
     The root is the directory of the nearest ``pyproject.toml`` at or above
     ``start`` (the working directory), else that directory itself.
     """
+    return f"{project_root(start)} :: {schema_source(migrator)}"
+
+
+def project_root(start: Path | None = None) -> Path:
+    """The directory of the nearest ``pyproject.toml`` at or above ``start`` (the
+    working directory), else that directory itself."""
     here = (start or Path.cwd()).resolve()
     pyproject = find_pyproject(here)
-    root = pyproject.parent if pyproject is not None else here
-    return f"{root} :: {schema_source(migrator)}"
+    return pyproject.parent if pyproject is not None else here
 
 
 class TemplateBuilder:
@@ -222,20 +241,85 @@ class TemplateBuilder:
         goes by use.
         """
         wanted = self.fingerprint(lease, migrator)
-        fingerprint = wanted.digest
+        what = describe(migrator)
+
+        def reused(name: str) -> None:
+            if self.cache is not None:
+                scratch = naming.build_name(self.prefix, wanted.digest, self.owner)
+                self.cache.export_template(lease, name, wanted, what, scratch)
+
+        def fill(name: str, build: str) -> bool:
+            if self.cache is not None and self.cache.restore(lease, build, wanted):
+                return True
+            _show(f"freshdb: building template {name} with {what}")
+            with progress_reported_to(BuildProgress(name, _show)):
+                self._run(migrator, build, f"building the template with {what}", MigrationError)
+            if self.cache is not None:
+                self.cache.export(lease, build, wanted, what)
+            return False
+
+        plan = _Plan(
+            noun="template",
+            fingerprint=wanted.digest,
+            what=what,
+            project=self.project or project_key(migrator),
+            metadata={"migrator": what},
+        )
+        return self._ensure(
+            lease, plan, lambda build: self.dialect.create_database(lease, build), fill, reused
+        )
+
+    def ensure_derived(self, lease: DBAPIConnection, derivation: Derivation) -> Template:
+        """The complete derived template (a snapshot) of ``derivation``, built now if
+        there is none.
+
+        As :meth:`ensure` does, under the snapshot's own build lock, except that the
+        build database starts as a clone of ``derivation.source`` and the seed runs
+        on it (without a seed, the source's committed state is the snapshot).
+        """
+        seed = derivation.seed
+        what = derivation.description
+
+        def create(build: str) -> None:
+            self.dialect.wait_for_clone_source(lease, derivation.source, CLONE_SOURCE_WAIT_SECONDS)
+            self.dialect.clone(lease, self.dialect.copy_recipe(lease, derivation.source), build)
+
+        def fill(name: str, build: str) -> bool:
+            if seed is not None:
+                _show(f"freshdb: building snapshot {name}: seeding with {what}")
+                with progress_reported_to(BuildProgress(name, _show, noun="snapshot")):
+                    self._run(seed, build, f"seeding snapshot {name} with {what}", SeedError)
+            return False
+
+        plan = _Plan(
+            noun="snapshot",
+            fingerprint=derivation.fingerprint,
+            what=what,
+            project=derivation.project,
+            metadata=derivation.metadata(),
+        )
+        return self._ensure(lease, plan, create, fill)
+
+    def _ensure(
+        self,
+        lease: DBAPIConnection,
+        plan: _Plan,
+        create: Callable[[str], None],
+        fill: Callable[[str, str], bool],
+        reused: Callable[[str], None] | None = None,
+    ) -> Template:
+        fingerprint = plan.fingerprint
         name = naming.template_name(self.prefix, fingerprint)
-        project = self.project or project_key(migrator)
         self.dialect.lock_template(lease, fingerprint, self.lock_timeout)
         try:
             if self.dialect.template_is_complete(lease, name):
-                template = Template(name, fingerprint, reused=True)
-                record_use(self.dialect, lease, name, project)
-                _show(f"freshdb: template {name} reused ({describe(migrator)})")
-                if self.cache is not None:
-                    scratch = naming.build_name(self.prefix, fingerprint, self.owner)
-                    self.cache.export_template(lease, name, wanted, describe(migrator), scratch)
+                template = Template(name, fingerprint, reused=True, project=plan.project)
+                record_use(self.dialect, lease, name, plan.project)
+                _show(f"freshdb: {plan.noun} {name} reused ({plan.what})")
+                if reused is not None:
+                    reused(name)
             else:
-                template = self._build(lease, migrator, wanted, name, project)
+                template = self._build(lease, plan, name, create, fill)
             self.dialect.mark_template_in_use(lease, fingerprint)
         except BaseException:
             # If the server went away, unlocking fails too: the first error says why
@@ -251,13 +335,15 @@ class TemplateBuilder:
     def _build(
         self,
         lease: DBAPIConnection,
-        migrator: Migrator,
-        wanted: TemplateFingerprint,
+        plan: _Plan,
         name: str,
-        project: str,
+        create: Callable[[str], None],
+        fill: Callable[[str, str], bool],
     ) -> Template:
+        """Build ``plan`` into a database of its own: ``create`` makes it, ``fill`` runs
+        the migrations or the seed (True: restored from the cache), then it is completed."""
         started = time.perf_counter()
-        fingerprint = wanted.digest
+        fingerprint = plan.fingerprint
         # Holding the exclusive lock, any other build of this fingerprint is a
         # crashed builder's leftover.
         for leftover in self.dialect.our_databases(lease, self.prefix, ("build",)):
@@ -269,24 +355,18 @@ class TemplateBuilder:
         )
         if build == name and self.dialect.database_exists(lease, name):
             self.dialect.drop_database(lease, name)  # incomplete: no completion marker
-        self.dialect.create_database(lease, build)
         try:
-            restored = self.cache is not None and self.cache.restore(lease, build, wanted)
-            if not restored:
-                _show(f"freshdb: building template {name} with {describe(migrator)}")
-                with progress_reported_to(BuildProgress(name, _show)):
-                    self._migrate(migrator, build)
-                if self.cache is not None:
-                    self.cache.export(lease, build, wanted, describe(migrator))
+            create(build)
+            restored = fill(name, build)
             now = _now()
             comment = json.dumps(
                 {
                     "freshdb": "template",
                     "fingerprint": fingerprint,
-                    "migrator": describe(migrator),
+                    **plan.metadata,
                     "created": now,
                     "last_used": now,
-                    "projects": {project: now},
+                    "projects": {plan.project: now},
                 }
             )
             self.dialect.complete_template(lease, build, name, comment)
@@ -298,10 +378,22 @@ class TemplateBuilder:
             raise
         seconds = time.perf_counter() - started
         verb = "restored from the cache" if restored else "built"
-        _show(f"freshdb: template {name} {verb} in {seconds:.2f} s")
-        return Template(name, fingerprint, reused=False, build_seconds=seconds, restored=restored)
+        _show(f"freshdb: {plan.noun} {name} {verb} in {seconds:.2f} s")
+        return Template(
+            name,
+            fingerprint,
+            reused=False,
+            build_seconds=seconds,
+            restored=restored,
+            project=plan.project,
+        )
 
-    def _migrate(self, migrator: Migrator, database: str) -> None:
+    def _run(
+        self, migrator: Migrator, database: str, doing: str, failure: type[MigrationError]
+    ) -> None:
+        """Run ``migrator`` on ``database`` and commit; ``failure`` says why it failed:
+        a :class:`MigrationError` for a template, a :class:`SeedError` for a snapshot."""
+        fix = _FIX_THE_SEED if failure is SeedError else _FIX_THE_MIGRATION
         engine = sqlalchemy.create_engine(
             self.dialect.sync_url(self.address, database), poolclass=NullPool
         )
@@ -310,10 +402,12 @@ class TemplateBuilder:
                 migrator.migrate(connection)
                 connection.commit()
         except MigrationError as exc:
-            # A migrator's own error says what failed; add what to do about it.
-            if _FIX_THE_MIGRATION in str(exc):
+            # A migrator's own error says what failed; add what to do about it (and,
+            # for a seed, which seed it was: a seed is often a .sql file like a schema).
+            if fix in str(exc) and isinstance(exc, failure):
                 raise
-            raise MigrationError(f"{exc}\n{_FIX_THE_MIGRATION}") from exc
+            text = str(exc) if failure is MigrationError else f"{doing} failed: {exc}"
+            raise failure(f"{text}\n{fix}") from exc
         except FreshDBError:
             raise
         except DBAPIError as exc:
@@ -321,18 +415,27 @@ class TemplateBuilder:
             if translated is not None and not isinstance(translated, MigrationError):
                 raise translated from exc
             statement = shortened_statement(str(exc.statement or ""))
-            raise MigrationError(
-                f"building the template with {describe(migrator)} failed: "
-                f"{str(exc.orig).strip()}\n    in statement: {statement}\n"
-                f"{_FIX_THE_MIGRATION}"
+            raise failure(
+                f"{doing} failed: {str(exc.orig).strip()}\n    in statement: {statement}\n{fix}"
             ) from exc
         except Exception as exc:
-            raise MigrationError(
-                f"building the template with {describe(migrator)} failed: "
-                f"{type(exc).__name__}: {exc}\n{_FIX_THE_MIGRATION}"
-            ) from exc
+            raise failure(f"{doing} failed: {type(exc).__name__}: {exc}\n{fix}") from exc
         finally:
             engine.dispose()
+
+
+@dataclasses.dataclass(frozen=True)
+class _Plan:
+    """What one build makes: the fingerprint naming it, words for it, its metadata."""
+
+    #: "template", or "snapshot" for a derived template (in progress lines).
+    noun: str
+    fingerprint: str
+    #: What it is built with (a migrator's or a seed's description).
+    what: str
+    project: str
+    #: Stored in its comment beside the fingerprint and the record of uses.
+    metadata: dict[str, Any]
 
 
 def read_metadata(dialect: Dialect, conn: DBAPIConnection, name: str) -> dict[str, Any]:

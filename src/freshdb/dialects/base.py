@@ -421,6 +421,12 @@ class Dialect(abc.ABC):
     def clone(self, conn: DBAPIConnection, recipe: CopyRecipe, name: str) -> None:
         """Make database ``name`` a copy of the recipe's template."""
 
+    def wait_for_clone_source(self, conn: DBAPIConnection, name: str, timeout: float) -> None:
+        """Wait up to ``timeout`` until database ``name`` (a copy in use, say) can be
+        cloned; raise a :class:`~freshdb.errors.FreshDBError` saying what to close if
+        it cannot. An engine that copies a live database needs no wait."""
+        return None
+
     @abc.abstractmethod
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
         """Rename a database (used to keep a failed test's copy)."""

@@ -1,5 +1,6 @@
 """The :class:`~freshdb.pool.CopyWorker` that does the pool's work with a dialect's SQL,
-and the set of them a session aborts if its server stops answering."""
+the set of them a session aborts if its server stops answering, and starting a pool
+of copies of one template (the session's, or a snapshot's)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from freshdb.dialects.base import CopyRecipe, Dialect, ServerAddress
+from freshdb import naming
+from freshdb.config import Settings
+from freshdb.dialects.base import CopyRecipe, DBAPIConnection, Dialect, ServerAddress
 from freshdb.engine_factory import EngineFactory
 from freshdb.errors import FreshDBError
+from freshdb.pool import ClonePool
+from freshdb.template import Template
 
 
 class SqlCopyWorker:
@@ -94,3 +99,36 @@ class CopyWorkers:
             workers = list(self._workers)
         for worker in workers:
             worker.abort()
+
+
+def start_copy_pool(
+    dialect: Dialect,
+    address: ServerAddress,
+    conn: DBAPIConnection,
+    template: Template,
+    *,
+    settings: Settings,
+    owner: str,
+    size: int,
+    engines: EngineFactory,
+    server_gone: Callable[[BaseException], FreshDBError | None],
+) -> tuple[ClonePool, CopyWorkers]:
+    """Start a pool of ``size`` copies of a complete ``template``, and its workers.
+
+    The template's copy recipe is captured now, on ``conn``; copies bear the
+    session's ``owner`` in their names, so a dead session's are reaped.
+    """
+    recipe = dialect.copy_recipe(conn, template.name)
+    workers = CopyWorkers(lambda: SqlCopyWorker(dialect, address, recipe, engines))
+    prefix, fingerprint = settings.prefix, template.fingerprint
+    pool = ClonePool(
+        open_worker=workers.open,
+        copy_name=lambda seq: naming.copy_name(prefix, fingerprint, owner, seq),
+        kept_name=lambda seq: naming.kept_name(prefix, fingerprint, owner, seq),
+        size=size,
+        acquire_timeout=settings.acquire_timeout,
+        cloners=settings.clone_workers,
+        server_gone=server_gone,
+    )
+    pool.start()
+    return pool, workers

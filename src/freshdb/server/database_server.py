@@ -35,10 +35,12 @@ from freshdb.errors import (
 )
 from freshdb.migrators import Migrator, as_migrator
 from freshdb.pool import Cancellation, ClonePool, Copy
-from freshdb.server.copy_worker import CopyWorkers, SqlCopyWorker
+from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
 from freshdb.server.preparation import prepare_template, template_origin
+from freshdb.server.snapshots import SessionSnapshots
+from freshdb.snapshot import Snapshot
 from freshdb.template import Template
 
 log = logging.getLogger("freshdb")
@@ -94,6 +96,7 @@ class DatabaseServer:
         self._gone: FreshDBError | None = None  # why this session can hand out no more
         # The pool's workers, to abort if the server stops answering during stop().
         self._workers: CopyWorkers | None = None
+        self._snapshots: SessionSnapshots | None = None
         # The driver of the URLs and engines tests get (the ``driver`` setting).
         self._driver = configured_driver(self.settings.driver, self.settings.engine)
         self._engines = EngineFactory(self._driver)
@@ -147,7 +150,6 @@ class DatabaseServer:
         self._backend, self._running = backend, running
         self._engines = EngineFactory(self._driver)  # dialect state belongs to this server
         address = running.address
-        prefix = self.settings.prefix
         self._owner = naming.new_owner_id()
         self._lease = self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
@@ -157,22 +159,27 @@ class DatabaseServer:
             self.settings, self.dialect, backend, address, self._lease, self._owner, migrator
         )
         self._template = template
-        recipe = self.dialect.copy_recipe(self._lease, template.name)
-        owner = self._owner
-        engines = self._engines
-        workers = CopyWorkers(lambda: SqlCopyWorker(self.dialect, address, recipe, engines))
-        self._workers = workers
-        pool = ClonePool(
-            open_worker=workers.open,
-            copy_name=lambda seq: naming.copy_name(prefix, template.fingerprint, owner, seq),
-            kept_name=lambda seq: naming.kept_name(prefix, template.fingerprint, owner, seq),
+        self._pool, self._workers = start_copy_pool(
+            self.dialect,
+            address,
+            self._lease,
+            template,
+            settings=self.settings,
+            owner=self._owner,
             size=self.settings.pool_size,
-            acquire_timeout=self.settings.acquire_timeout,
-            cloners=self.settings.clone_workers,
+            engines=self._engines,
             server_gone=self._gone_for_good,
         )
-        pool.start()
-        self._pool = pool
+        self._snapshots = SessionSnapshots(
+            self.dialect,
+            address,
+            self.settings,
+            self._owner,
+            engines=self._engines,
+            server_gone=self._gone_for_good,
+            hand_out=self._hand_out,
+            hand_out_async=self._hand_out_async,
+        )
 
     def stop(self) -> None:
         """Drop this session's copies; remove a throwaway server, keep a sticky one."""
@@ -187,12 +194,15 @@ class DatabaseServer:
         with self._lease_lock:
             lease, self._lease = self._lease, None
         workers, self._workers = self._workers, None
+        snapshots, self._snapshots = self._snapshots, None
         # Dropping copies waits on the server: if it is paused or cut off, give up on
         # it (its copies are reaped later with this session's lease) instead of hanging.
         with abandoned_if_unanswered(
             lambda: self._liveness().why_unanswered(),
-            lambda reason: self._abandon(pool, workers, lease, reason),
+            lambda reason: self._abandon(pool, workers, lease, reason, snapshots),
         ) as abandoned:
+            if snapshots is not None:
+                snapshots.close(drop=self._gone is None)
             if pool is not None:
                 pool.close(drop=self._gone is None)
             try:
@@ -218,6 +228,7 @@ class DatabaseServer:
         workers: CopyWorkers | None,
         lease: DBAPIConnection | None,
         reason: str,
+        snapshots: SessionSnapshots | None = None,
     ) -> None:
         """Give up on a server that stopped answering while this session stops: the
         pool is told it is gone, and every connection of this session is aborted, so
@@ -228,6 +239,8 @@ class DatabaseServer:
             "session or `freshdb prune` reaps them"
         )
         log.warning("%s", error)
+        if snapshots is not None:
+            snapshots.abandon(error)
         if pool is not None:
             pool.server_gone(error)
         if workers is not None:
@@ -254,21 +267,44 @@ class DatabaseServer:
         :class:`~freshdb.PoolTimeoutError` if no copy is ready within ``timeout``
         (default: the ``acquire_timeout`` setting).
         """
-        pool = self._require_pool()
-        self._check_server()
-        return self._wrap(pool, self._acquire(pool, timeout))
+        return self._hand_out(self._require_pool(), self._template, timeout)
 
     def adatabase(self, timeout: float | None = None) -> AsyncDatabaseContext:
         """``async with server.adatabase() as db``: a fresh copy for async code."""
-        pool = self._require_pool()
+        return self._hand_out_async(self._require_pool(), self._template, timeout)
 
+    def snapshot(
+        self, seed: Any, *, key: str | None = None, pool_size: int | None = None
+    ) -> Snapshot:
+        """``seed`` run once on a copy of the template, cached on the server like the
+        template, with a pool of copies of its own (see :mod:`freshdb.snapshot`).
+
+        ``seed`` is what ``schema=`` accepts; ``key`` names a seed whose source does
+        not say all it does; ``pool_size`` (default: ``snapshot_pool_size``) copies
+        are kept ready. Raises :class:`~freshdb.SeedError` if the seed fails.
+        """
+        self._require_pool()
+        snapshots, template = self._snapshots, self._template
+        if snapshots is None or template is None:
+            raise FreshDBError("the server stopped while making a snapshot")
+        return snapshots.snapshot(template, seed, key=key, pool_size=pool_size)
+
+    def _hand_out(
+        self, pool: ClonePool, template: Template | None, timeout: float | None
+    ) -> Database:
+        self._check_server()
+        return self._wrap(pool, self._acquire(pool, timeout), template)
+
+    def _hand_out_async(
+        self, pool: ClonePool, template: Template | None, timeout: float | None
+    ) -> AsyncDatabaseContext:
         def now() -> Database | None:
             self._check_server()
             copy = pool.try_acquire()
-            return None if copy is None else self._wrap(pool, copy)
+            return None if copy is None else self._wrap(pool, copy, template)
 
         def waiting(cancel: Cancellation) -> Database:
-            return self._wrap(pool, self._acquire(pool, timeout, cancel))
+            return self._wrap(pool, self._acquire(pool, timeout, cancel), template)
 
         return AsyncDatabaseContext(now, waiting)
 
@@ -326,9 +362,16 @@ class DatabaseServer:
         pool = self._pool
         return self._liveness().gone_error(pool.last_failure if pool is not None else None)
 
-    def _wrap(self, pool: ClonePool, copy: Copy) -> Database:
+    def _wrap(self, pool: ClonePool, copy: Copy, template: Template | None) -> Database:
         address = self.address
         warm, copy.warm_connection = copy.warm_connection, None
+        snapshots = self._snapshots
+
+        def snapshot(key: str) -> Snapshot:
+            if snapshots is None or template is None:
+                raise FreshDBError(f"the server is stopped: database {copy.name} is gone")
+            return snapshots.of_copy(template, copy.name, key)
+
         return Database(
             self._logins.parts(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
@@ -336,6 +379,7 @@ class DatabaseServer:
             engines=self._engines,
             warm_connection=warm,
             kept_name=copy.kept_name,
+            snapshot=snapshot,
         )
 
     def _require_pool(self) -> ClonePool:
@@ -397,5 +441,6 @@ class DatabaseServer:
             "start_seconds": round(self._start_seconds, 3),
             "server": self._running.describe() if self._running else None,
             "reaped": list(self._reaped),
+            "snapshots": self._snapshots.names() if self._snapshots is not None else [],
             **pool_stats,
         }

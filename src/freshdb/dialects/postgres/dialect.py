@@ -17,7 +17,14 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from sqlalchemy.engine import URL
-from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait_fixed
+from tenacity import (
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_fixed,
+)
 
 from freshdb.config import Settings
 from freshdb.dialects.base import (
@@ -255,6 +262,29 @@ class PostgresDialect(PostgresLocks):
         if not isinstance(recipe, copier.PostgresCopyRecipe):
             raise FreshDBError(f"the copy recipe of {recipe.template} was not made by Postgres")
         copier.clone(conn, recipe, name)
+
+    def wait_for_clone_source(self, conn: DBAPIConnection, name: str, timeout: float) -> None:
+        # CREATE DATABASE … TEMPLATE refuses a source anyone is connected to; a
+        # connection just closed may linger a moment, a user's open one never ends by
+        # itself (and is never ended by freshdb: it may hold the user's work).
+        count = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
+        )
+        waiting = Retrying(
+            retry=retry_if_result(lambda others: others > 0),
+            stop=stop_after_delay(timeout),
+            wait=wait_fixed(0.1),
+            retry_error_callback=lambda state: state.outcome.result() if state.outcome else 1,
+        )
+        others = int(waiting(lambda: int(self.scalar(conn, count, (name,)) or 0)))
+        if others:
+            raise FreshDBError(
+                f"cannot snapshot database {name}: {others} other connection"
+                f"{'' if others == 1 else 's'} to it stayed open for {timeout:.0f} s, and "
+                "Postgres copies only a database nobody is connected to — commit and close "
+                "them first (connections checked out of db.engine(), async engines, your "
+                "own drivers' connections)"
+            )
 
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
         # Backends of connections just closed can linger a moment; nobody else may
