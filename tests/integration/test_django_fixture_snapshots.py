@@ -19,6 +19,7 @@ import pytest
 from ..conftest import ENGINES
 from . import django_project
 from .test_django import RUNNER_SETTING, is_copy, passed, records, run
+from .test_django import project_env as project_env  # the project's environment fixture
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
 
@@ -57,6 +58,9 @@ def fixture_authors():
 
 class FixturesPerTest(TransactionTestCase):
     fixtures = ["authors", "books"]
+    # As the project's other TransactionTestCase: the flush after each test (Django's
+    # way) keeps the migrated rows restorable.
+    serialized_rollback = True
 
     def check_and_write(self, name):
         # The fixtures are there, and nothing an earlier test wrote.

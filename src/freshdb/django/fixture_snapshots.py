@@ -88,13 +88,16 @@ class DjangoFixtures:
     def files(self) -> list[Path]:
         """The fixture files ``loaddata`` reads for the labels, in loading order."""
         setup_django()
+        from django.core import serializers
         from django.core.management import CommandError
 
+        # What loaddata's handle() sets before it looks for files.
         command = _loaddata_command()
         command.using = self.alias
         command.app_label = None
         command.verbosity = 0
         command.format = None
+        command.serialization_formats = serializers.get_public_serializer_formats()
         found: list[Path] = []
         for label in self.labels:
             try:
@@ -277,8 +280,9 @@ class FixtureSnapshots:
 
 
 # -- how Django's test classes are served ------------------------------------------------
-# One run at a time per process: Django's test classes are process-wide.
-_lock = threading.Lock()
+# Django's test classes are process-wide: one run at a time serves them.
+_install_lock = threading.Lock()
+_installed = False
 _active: FixtureSnapshots | None = None
 
 
@@ -296,22 +300,44 @@ def _serving(cls: Any) -> FixtureSnapshots | None:
 
 @contextlib.contextmanager
 def serving(snapshots: FixtureSnapshots) -> Iterator[None]:
-    """Serve Django test classes' fixtures from ``snapshots`` while the block runs.
-
-    Django's ``TransactionTestCase._fixture_setup`` / ``_fixture_teardown`` and
-    ``TestCase.setUpClass`` / ``tearDownClass`` are wrapped (a class of the project
-    that overrides them and calls ``super()`` reaches the wrappers), and the
-    ``call_command`` Django's test classes use skips a ``loaddata`` the copy holds
-    already. Classes :meth:`FixtureSnapshots.serves` refuses run Django's own code.
-    """
+    """Serve Django test classes' fixtures from ``snapshots`` while the block runs."""
     global _active
-    from django.test import TestCase, TransactionTestCase, testcases
-
-    if not _lock.acquire(blocking=False):
+    install()
+    if _active is not None:
         raise ConfigurationError(
             "fixture snapshots are already being served in this process: one Django test "
             "run at a time"
         )
+    _active = snapshots
+    try:
+        yield
+    finally:
+        _active = None
+
+
+def install() -> None:
+    """Wrap Django's test classes so that a :func:`serving` block can serve fixtures.
+
+    ``TransactionTestCase._fixture_setup`` / ``_fixture_teardown`` and
+    ``TestCase.setUpClass`` / ``tearDownClass`` are wrapped (a class of the project
+    that overrides them and calls ``super()`` reaches the wrappers), and the
+    ``call_command`` Django's test classes use skips a ``loaddata`` the copy holds
+    already. Outside a :func:`serving` block, and for classes
+    :meth:`FixtureSnapshots.serves` refuses, the wrappers run Django's own code.
+    Installed once per process, and early for pytest (its unittest support looks up
+    ``setUpClass`` when it collects a class, before any fixture runs).
+    """
+    global _installed
+    with _install_lock:
+        if _installed:
+            return
+        _wrap_test_classes()
+        _installed = True
+
+
+def _wrap_test_classes() -> None:
+    from django.test import TestCase, TransactionTestCase, testcases
+
     original_setup = TransactionTestCase.__dict__["_fixture_setup"]
     original_teardown = TransactionTestCase.__dict__["_fixture_teardown"]
     original_set_up_class = TestCase.__dict__["setUpClass"]
@@ -371,14 +397,3 @@ def serving(snapshots: FixtureSnapshots) -> Iterator[None]:
     TestCase.setUpClass = classmethod(set_up_class)
     TestCase.tearDownClass = classmethod(tear_down_class)
     testcases.call_command = call_command
-    _active = snapshots
-    try:
-        yield
-    finally:
-        _active = None
-        TransactionTestCase._fixture_setup = original_setup
-        TransactionTestCase._fixture_teardown = original_teardown
-        TestCase.setUpClass = original_set_up_class
-        TestCase.tearDownClass = original_tear_down_class
-        testcases.call_command = original_call_command
-        _lock.release()

@@ -25,6 +25,15 @@ _DB_HELPER = "_django_db_helper"
 _TRANSACTIONAL_FIXTURES = ("transactional_db", "live_server")
 
 
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Wrap Django's test classes before pytest collects them (see
+    :func:`freshdb.django.fixture_snapshots.install`): inert until ``django_db_setup``
+    serves fixture snapshots, which Django's settings may turn on too."""
+    from freshdb.django import fixture_snapshots
+
+    fixture_snapshots.install()
+
+
 def _is_transactional(item: Any) -> bool:
     marker = item.get_closest_marker("django_db")
     if marker is not None and (marker.kwargs.get("transaction") or marker.args[:1] == (True,)):
