@@ -193,8 +193,12 @@ class Database:
         if warm is not None:
             self._engine_factory.discard(warm)
         for engine in engines:
-            # Its idle connections, and those checked out now once they come back (a
-            # new pool, as Engine.dispose() makes, would leave those open meanwhile).
+            # A connection opened ahead and handed to an engine not used yet waits
+            # outside its pool until it first connects: take it into the pool, then
+            # close the pool's idle connections, and those checked out now once they
+            # come back (a new pool, as Engine.dispose() makes, would leave them open).
+            with engine.connect():
+                pass
             engine.pool.dispose()
         return self._make_snapshot(key)
 

@@ -12,19 +12,17 @@ on it instead of migrations.
 
 Each use of a template is recorded on it (when, by which project), in its comment:
 :mod:`freshdb.cleanup.retention` decides from those records which templates a
-server keeps.
+server keeps. Builds show what they do through :mod:`freshdb.build_progress`.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
 import json
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +31,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
 from freshdb import naming
+from freshdb.build_progress import BuildProgress as BuildProgress
+from freshdb.build_progress import build_progress_shown as build_progress_shown
+from freshdb.build_progress import show
 from freshdb.config import find_pyproject
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.errors import FreshDBError, MigrationError, SeedError
@@ -62,78 +63,6 @@ _FIX_THE_MIGRATION = (
     "Fix the migration; no template was marked complete, so the next run builds it again"
 )
 _FIX_THE_SEED = "Fix the seed; no snapshot was marked complete, so the next run builds it again"
-
-
-#: Where build progress is shown (a line at a time), innermost last; empty: only logged.
-_PROGRESS_WRITERS: list[Callable[[str], None]] = []
-_PROGRESS_WRITERS_LOCK = threading.Lock()
-#: Progress lines are at least this far apart (the first and the last always show).
-PROGRESS_INTERVAL_SECONDS = 1.0
-
-
-@contextlib.contextmanager
-def build_progress_shown(write: Callable[[str], None]) -> Iterator[None]:
-    """Show template builds (and reuses) of this block through ``write``, one line each.
-
-    Used where someone watches: pytest's terminal, ``freshdb warm``, Django's runner.
-    """
-    with _PROGRESS_WRITERS_LOCK:
-        _PROGRESS_WRITERS.append(write)
-    try:
-        yield
-    finally:
-        with _PROGRESS_WRITERS_LOCK:
-            _PROGRESS_WRITERS.remove(write)
-
-
-def _show(line: str) -> None:
-    with _PROGRESS_WRITERS_LOCK:
-        write = _PROGRESS_WRITERS[-1] if _PROGRESS_WRITERS else None
-    if write is None:
-        log.info("%s", line.removeprefix("freshdb: "))
-        return
-    log.debug("%s", line)  # shown already: once is enough where the log is shown too
-    try:
-        write(line)
-    except Exception as exc:  # a closed terminal never fails a build
-        log.debug("showing build progress failed: %s", exc)
-
-
-class BuildProgress:
-    """Throttled lines about one template build: step ``n`` of ``total`` and time so far.
-
-    Called with each step as it starts; shows the first step, then at most one line
-    per ``interval`` seconds (the step starting then), so a long history shows
-    where it is without a line per migration in a CI log.
-    """
-
-    def __init__(
-        self,
-        template: str,
-        write: Callable[[str], None],
-        *,
-        interval: float = PROGRESS_INTERVAL_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-        noun: str = "template",
-    ) -> None:
-        self.template = template
-        #: What is built: "template", or "snapshot" for a derived template.
-        self.noun = noun
-        self.write = write
-        self.interval = interval
-        self.clock = clock
-        self.started = clock()
-        self._shown_at: float | None = None
-
-    def __call__(self, step: int, total: int, name: str) -> None:
-        now = self.clock()
-        if self._shown_at is not None and now - self._shown_at < self.interval:
-            return
-        self._shown_at = now
-        self.write(
-            f"freshdb: building {self.noun} {self.template}: {step}/{total} {name} "
-            f"({now - self.started:.1f} s)"
-        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -251,8 +180,8 @@ class TemplateBuilder:
         def fill(name: str, build: str) -> bool:
             if self.cache is not None and self.cache.restore(lease, build, wanted):
                 return True
-            _show(f"freshdb: building template {name} with {what}")
-            with progress_reported_to(BuildProgress(name, _show)):
+            show(f"freshdb: building template {name} with {what}")
+            with progress_reported_to(BuildProgress(name, show)):
                 self._run(migrator, build, f"building the template with {what}", MigrationError)
             if self.cache is not None:
                 self.cache.export(lease, build, wanted, what)
@@ -281,13 +210,12 @@ class TemplateBuilder:
         what = derivation.description
 
         def create(build: str) -> None:
-            self.dialect.wait_for_clone_source(lease, derivation.source, CLONE_SOURCE_WAIT_SECONDS)
-            self.dialect.clone(lease, self.dialect.copy_recipe(lease, derivation.source), build)
+            self.dialect.copy_database(lease, derivation.source, build, CLONE_SOURCE_WAIT_SECONDS)
 
         def fill(name: str, build: str) -> bool:
             if seed is not None:
-                _show(f"freshdb: building snapshot {name}: seeding with {what}")
-                with progress_reported_to(BuildProgress(name, _show, noun="snapshot")):
+                show(f"freshdb: building snapshot {name}: seeding with {what}")
+                with progress_reported_to(BuildProgress(name, show, noun="snapshot")):
                     self._run(seed, build, f"seeding snapshot {name} with {what}", SeedError)
             return False
 
@@ -315,7 +243,7 @@ class TemplateBuilder:
             if self.dialect.template_is_complete(lease, name):
                 template = Template(name, fingerprint, reused=True, project=plan.project)
                 record_use(self.dialect, lease, name, plan.project)
-                _show(f"freshdb: {plan.noun} {name} reused ({plan.what})")
+                show(f"freshdb: {plan.noun} {name} reused ({plan.what})")
                 if reused is not None:
                     reused(name)
             else:
@@ -378,7 +306,7 @@ class TemplateBuilder:
             raise
         seconds = time.perf_counter() - started
         verb = "restored from the cache" if restored else "built"
-        _show(f"freshdb: {plan.noun} {name} {verb} in {seconds:.2f} s")
+        show(f"freshdb: {plan.noun} {name} {verb} in {seconds:.2f} s")
         return Template(
             name,
             fingerprint,

@@ -322,3 +322,31 @@ def test_postgres_refuses_to_snapshot_a_copy_someone_is_connected_to(
         taken = db.snapshot(unique_key())
         with taken.database() as copy:
             assert rows(copy) == []
+
+
+def test_mysql_snapshots_only_the_committed_state_of_a_copy_in_use(
+    run_prefix: str, mysql_family: Any
+) -> None:
+    with new_server(mysql_family.engine, run_prefix) as server, server.database() as db:
+        insert(db, "committed")
+        conn = db.engine().connect()
+        try:
+            conn.execute(sa.text("INSERT INTO items (name) VALUES ('uncommitted')"))
+            # The open transaction's row locks neither block the copy nor reach it.
+            taken = db.snapshot(unique_key())
+        finally:
+            conn.rollback()
+            conn.close()
+        with taken.database() as copy:
+            assert [name for _, name in rows(copy)] == ["committed"]
+
+
+def test_an_engine_made_but_not_used_yet_does_not_block_a_snapshot(
+    server: freshdb.DatabaseServer,
+) -> None:
+    with server.database() as db:
+        engine = db.engine()  # holds the connection opened ahead, unused
+        taken = db.snapshot(unique_key())
+        with engine.connect() as conn:  # still usable afterwards
+            assert conn.execute(sa.text("SELECT count(*) FROM items")).scalar_one() == 0
+    assert not taken.reused

@@ -421,11 +421,14 @@ class Dialect(abc.ABC):
     def clone(self, conn: DBAPIConnection, recipe: CopyRecipe, name: str) -> None:
         """Make database ``name`` a copy of the recipe's template."""
 
-    def wait_for_clone_source(self, conn: DBAPIConnection, name: str, timeout: float) -> None:
-        """Wait up to ``timeout`` until database ``name`` (a copy in use, say) can be
-        cloned; raise a :class:`~freshdb.errors.FreshDBError` saying what to close if
-        it cannot. An engine that copies a live database needs no wait."""
-        return None
+    def copy_database(self, conn: DBAPIConnection, source: str, name: str, timeout: float) -> None:
+        """Make database ``name`` a copy of the committed state of ``source``: a template,
+        or a database in use (a handed-out copy, for ``db.snapshot``).
+
+        Waits up to ``timeout`` for what keeps ``source`` from being copied, then
+        raises a :class:`~freshdb.errors.FreshDBError` saying what to close.
+        """
+        self.clone(conn, self.copy_recipe(conn, source), name)
 
     @abc.abstractmethod
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:

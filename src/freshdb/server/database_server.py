@@ -8,6 +8,7 @@ template is found or built → stale templates are pruned → the pool starts cl
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import threading
 import time
@@ -366,12 +367,6 @@ class DatabaseServer:
         address = self.address
         warm, copy.warm_connection = copy.warm_connection, None
         snapshots = self._snapshots
-
-        def snapshot(key: str) -> Snapshot:
-            if snapshots is None or template is None:
-                raise FreshDBError(f"the server is stopped: database {copy.name} is gone")
-            return snapshots.of_copy(template, copy.name, key)
-
         return Database(
             self._logins.parts(address, copy.name),
             release=lambda keep: pool.release(copy, keep=keep),
@@ -379,7 +374,11 @@ class DatabaseServer:
             engines=self._engines,
             warm_connection=warm,
             kept_name=copy.kept_name,
-            snapshot=snapshot,
+            snapshot=(
+                functools.partial(snapshots.of_copy, template, copy.name)
+                if snapshots is not None and template is not None
+                else None
+            ),
         )
 
     def _require_pool(self) -> ClonePool:

@@ -175,6 +175,16 @@ class MySQLDialect(MySQLLocks):
             raise FreshDBError(f"the copy recipe of {recipe.template} was not made by MySQL")
         run_script(conn, copier.clone_script(recipe, name))
 
+    def copy_database(self, conn: DBAPIConnection, source: str, name: str, timeout: float) -> None:
+        # A database in use may hold uncommitted rows: INSERT … SELECT reads what is
+        # committed without waiting on their locks only under READ COMMITTED (which
+        # such a statement may use since freshdb's servers keep no binary log).
+        execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        try:
+            super().copy_database(conn, source, name, timeout)
+        finally:
+            execute(conn, "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
         self._disconnect_users(conn, old)
         run_script(conn, copier.rename_script(conn, old, new))

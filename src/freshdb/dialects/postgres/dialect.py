@@ -263,7 +263,11 @@ class PostgresDialect(PostgresLocks):
             raise FreshDBError(f"the copy recipe of {recipe.template} was not made by Postgres")
         copier.clone(conn, recipe, name)
 
-    def wait_for_clone_source(self, conn: DBAPIConnection, name: str, timeout: float) -> None:
+    def copy_database(self, conn: DBAPIConnection, source: str, name: str, timeout: float) -> None:
+        self._wait_until_unconnected(conn, source, timeout)
+        super().copy_database(conn, source, name, timeout)
+
+    def _wait_until_unconnected(self, conn: DBAPIConnection, name: str, timeout: float) -> None:
         # CREATE DATABASE … TEMPLATE refuses a source anyone is connected to; a
         # connection just closed may linger a moment, a user's open one never ends by
         # itself (and is never ended by freshdb: it may hold the user's work).

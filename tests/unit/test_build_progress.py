@@ -1,9 +1,9 @@
-"""Template build progress: which lines show, and how often (pure logic, a fake clock)."""
+"""Build progress: which lines show, and how often (pure logic, a fake clock)."""
 
 from __future__ import annotations
 
+from freshdb.build_progress import BuildProgress, build_progress_shown, show
 from freshdb.migrators import migration_progress, progress_reported_to
-from freshdb.template import BuildProgress, build_progress_shown
 
 
 class FakeClock:
@@ -49,13 +49,17 @@ def test_migrators_report_only_inside_a_reporting_block() -> None:
 
 
 def test_the_innermost_writer_shows_build_lines() -> None:
-    from freshdb import template
-
     outer: list[str] = []
     inner: list[str] = []
     with build_progress_shown(outer.append):
         with build_progress_shown(inner.append):
-            template._show("freshdb: one")
-        template._show("freshdb: two")
-    template._show("freshdb: three")  # logged only
+            show("freshdb: one")
+        show("freshdb: two")
+    show("freshdb: three")  # logged only
     assert inner == ["freshdb: one"] and outer == ["freshdb: two"]
+
+
+def test_a_snapshot_build_says_snapshot() -> None:
+    lines: list[str] = []
+    BuildProgress("snap", lines.append, noun="snapshot")(1, 2, "seed.sql")
+    assert lines[0].startswith("freshdb: building snapshot snap: 1/2 seed.sql")
