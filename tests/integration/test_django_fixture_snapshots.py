@@ -215,6 +215,18 @@ def test_pytest_django_serves_fixtures_from_snapshots_also_under_xdist(
     output = passed(run(root, project_env, "-m", "pytest", "-q", "-n", "2"))
     assert "15 passed" in output
     assert loaddata_calls(root) == []
+    records(project_env)
+
+    # An edited fixture, and two workers that each run every test (--dist each), so
+    # both need both new snapshots at once: each is built once, not per worker.
+    authors = root / "library/fixtures/authors.json"
+    authors.write_text(authors.read_text().replace("Iain Banks", "Iain M. Banks"))
+    output = passed(run(root, project_env, "-m", "pytest", "-q", "-n", "2", "--dist", "each"))
+    assert "30 passed" in output
+    assert sorted(loaddata_calls(root)) == ["authors", "authors books"]
+    seen = fixture_records(project_env)
+    assert len(seen) == 6
+    assert all("Iain M. Banks" in r["authors"] for r in seen.values())  # type: ignore[operator]
 
 
 def test_fixture_snapshot_setting_must_be_a_boolean(
