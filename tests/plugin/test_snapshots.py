@@ -16,6 +16,7 @@ import sqlalchemy as sa
 
 from freshdb import naming
 
+from ..conftest import IMAGE_VARIABLES, ServerUnderTest
 from .conftest import AdminView, records
 
 pytest_plugins = ["pytester"]
@@ -214,3 +215,57 @@ def test_keep_failed_keeps_a_failing_tests_snapshot_copy(
         engine.dispose()
     finally:
         postgres_admin.drop(kept)
+
+
+def test_savepoint_mode_a_module_scope_and_another_engine_family(
+    seeded_project: pytest.Pytester,
+    inner_options: list[str],
+    mysql_family: ServerUnderTest,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The run's --freshdb-image is a Postgres image: a MySQL-family server takes its own.
+    monkeypatch.setenv(IMAGE_VARIABLES[mysql_family.engine], mysql_family.image)
+    seeded_project.makepyfile(
+        test_more=RECORD
+        + textwrap.dedent(
+            f"""
+            import pytest
+            from sqlalchemy import text
+
+            from freshdb.pytest_plugin import snapshot_fixture
+            from seed_mod import seed
+
+            shared_db = snapshot_fixture(seed, scope="module")
+
+
+            @pytest.mark.freshdb(snapshot=seed)
+            @pytest.mark.parametrize("n", range(2))
+            def test_savepoint_mode(freshdb_transaction, n):
+                # Each test's writes are rolled back on the worker's copy of the snapshot.
+                assert names(freshdb_transaction) == ["alpha", "beta", "gamma", "seed"]
+                freshdb_transaction.execute(text("INSERT INTO items (name) VALUES ('x')"))
+                database = freshdb_transaction.execute(text("SELECT current_database()"))
+                record(f"savepoint{{n}}", database.scalar_one())
+
+
+            @pytest.mark.parametrize("n", range(2))
+            def test_module_scope_shares_one_copy(shared_db, n):
+                with shared_db.engine().connect() as connection:
+                    write(connection, f"shared {{n}}")
+                    assert len(names(connection)) == 5 + n  # the first test's row stays
+                record(f"shared{{n}}", shared_db.name)
+
+
+            @pytest.mark.freshdb(engine="{mysql_family.engine}", snapshot=seed)
+            def test_mysql_family(freshdb_connection):
+                assert freshdb_connection.dialect.name in ("mysql", "mariadb")
+                assert names(freshdb_connection) == ["alpha", "beta", "gamma", "seed"]
+            """
+        )
+    )
+    result = run(seeded_project, *inner_options)
+    result.assert_outcomes(passed=5)
+    seen = records(seeded_project)
+    assert seen["savepoint0"] == seen["savepoint1"]  # one copy, rolled back in between
+    assert seen["shared0"] == seen["shared1"]
+    assert seeds(seeded_project) == 2  # once on the Postgres server, once on the other
