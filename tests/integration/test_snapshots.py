@@ -5,6 +5,7 @@ live copy, and a failing seed that leaves nothing complete."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,7 @@ import sqlalchemy as sa
 
 import freshdb
 from freshdb import naming
+from freshdb.dialects.base import DBAPIConnection
 from freshdb.migrators import CallableMigrator
 from freshdb.template import read_metadata
 
@@ -103,32 +105,30 @@ def insert(db: freshdb.Database, name: str) -> int:
         return int(conn.execute(sa.text("SELECT max(id) FROM items")).scalar_one())
 
 
-def complete(server: freshdb.DatabaseServer, name: str) -> bool:
+@contextlib.contextmanager
+def admin(server: freshdb.DatabaseServer) -> Iterator[DBAPIConnection]:
+    """An admin connection to the server, to look at what is on it."""
     conn = server.dialect.connect(server.address)
     try:
-        return server.dialect.template_is_complete(conn, name)
+        yield conn
     finally:
         conn.close()
+
+
+def complete(server: freshdb.DatabaseServer, name: str) -> bool:
+    with admin(server) as conn:
+        return server.dialect.template_is_complete(conn, name)
 
 
 def metadata_of(server: freshdb.DatabaseServer, name: str) -> dict[str, Any]:
-    conn = server.dialect.connect(server.address)
-    try:
+    with admin(server) as conn:
         return read_metadata(server.dialect, conn, name)
-    finally:
-        conn.close()
 
 
 def builds_left(server: freshdb.DatabaseServer, fingerprint: str) -> list[str]:
-    conn = server.dialect.connect(server.address)
-    try:
-        return [
-            p.name
-            for p in server.dialect.our_databases(conn, server.settings.prefix, ("build",))
-            if fingerprint.startswith(p.fingerprint)
-        ]
-    finally:
-        conn.close()
+    with admin(server) as conn:
+        builds = server.dialect.our_databases(conn, server.settings.prefix, ("build",))
+    return [p.name for p in builds if fingerprint.startswith(p.fingerprint)]
 
 
 @pytest.mark.compat
@@ -350,3 +350,15 @@ def test_an_engine_made_but_not_used_yet_does_not_block_a_snapshot(
         with engine.connect() as conn:  # still usable afterwards
             assert conn.execute(sa.text("SELECT count(*) FROM items")).scalar_one() == 0
     assert not taken.reused
+
+
+def test_a_stopped_session_hands_out_no_snapshot_copies(engine: str, run_prefix: str) -> None:
+    with new_server(engine, run_prefix) as server:
+        seeded = server.snapshot(seed_five_keep_three, key=unique_key())
+        db = server.database()
+    with pytest.raises(freshdb.FreshDBError):
+        seeded.database(timeout=1)
+    with pytest.raises(freshdb.FreshDBError, match="stopped"):
+        db.snapshot(unique_key())
+    with pytest.raises(freshdb.FreshDBError, match="not started"):
+        server.snapshot(seed_five_keep_three)

@@ -22,7 +22,7 @@ from freshdb.database import Database
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.engine_factory import EngineFactory
 from freshdb.errors import ConfigurationError, FreshDBError
-from freshdb.migrators import as_migrator, describe
+from freshdb.migrators import as_migrator
 from freshdb.pool import ClonePool
 from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.snapshot import Derivation, Snapshot, snapshot_project
@@ -31,8 +31,8 @@ from freshdb.template import Template, TemplateBuilder, schema_source
 log = logging.getLogger("freshdb")
 
 #: Hands out a fresh copy from a pool of copies of a template.
-HandOut = Callable[[ClonePool, Template, "float | None"], Database]
-HandOutAsync = Callable[[ClonePool, Template, "float | None"], AsyncDatabaseContext]
+HandOut = Callable[[ClonePool, Template, float | None], Database]
+HandOutAsync = Callable[[ClonePool, Template, float | None], AsyncDatabaseContext]
 
 
 class SessionSnapshots:
@@ -143,7 +143,7 @@ class SessionSnapshots:
                 template.name,
                 derivation.parent,
                 "reused" if template.reused else f"built in {template.build_seconds:.2f} s",
-                describe(derivation.seed) if derivation.seed else derivation.description,
+                derivation.description,
             )
             return snapshot
 
