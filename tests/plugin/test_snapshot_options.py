@@ -1,4 +1,5 @@
-"""The plugin's snapshot logic that needs no server: the marker's arguments, the summary."""
+"""The plugin's snapshot logic that needs no server: the marker's arguments, the summary,
+and what defining a snapshot fixture costs a run that does not use it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,10 @@ import pytest
 from freshdb.errors import ConfigurationError
 from freshdb.pytest_plugin.options import SnapshotRequest, marker_overrides, marker_snapshot
 from freshdb.pytest_plugin.reporting import summary_lines
+
+from .test_loading import RECORDING_CONFTEST, loaded_after
+
+pytest_plugins = ["pytester"]
 
 
 class MarkedItem:
@@ -76,3 +81,29 @@ def test_the_summary_says_which_worker_built_a_snapshot_and_who_reused_it() -> N
     ]
     alone = summary_lines([report("main", True)], [], verbose=False)
     assert alone[-1] == "  snapshot: p_t_4567 (reused)"
+
+
+def test_defining_a_snapshot_fixture_imports_no_database_machinery(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A conftest defines a snapshot fixture and marks tests with a snapshot; the tests
+    # use neither, so nothing heavy may be imported (and nothing started).
+    monkeypatch.delenv("CI", raising=False)
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makeconftest(
+        RECORDING_CONFTEST
+        + "\nfrom freshdb.pytest_plugin import snapshot_fixture\n\n"
+        + "reference_db = snapshot_fixture('seeds:load', key='v1')\n"
+    )
+    pytester.makepyfile(
+        test_plain="""
+        import pytest
+
+
+        @pytest.mark.freshdb(snapshot="seeds:load")
+        @pytest.mark.parametrize("n", range(3))
+        def test_plain(n):
+            assert n < 3
+        """
+    )
+    assert loaded_after(pytester) == {"loaded": [], "freshdb": True}
