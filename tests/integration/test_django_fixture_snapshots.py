@@ -182,14 +182,20 @@ def test_the_runner_loads_each_fixture_list_once_and_not_at_all_the_next_run(
     assert "came from 2 snapshot(s) (0 built, 2 reused)" in output
     records(env)
 
-    # An edited fixture file is a new snapshot (both lists contain it), and is seen.
+    # An edited fixture file is a new snapshot (both lists contain it), and is seen;
+    # with --parallel, the worker processes serve their classes from snapshots too
+    # (Django's way would be five loads again).
     authors = root / "library/fixtures/authors.json"
     authors.write_text(authors.read_text().replace("Iain Banks", "Iain M. Banks"))
-    output = passed(run(root, env, *test))
+    output = passed(run(root, env, *test, "--parallel", "2"))
+    assert "Ran 12 tests" in output
     assert sorted(loaddata_calls(root)) == ["authors", "authors books"]
     seen = fixture_records(env)
     assert seen["ttc_b"]["authors"] == ["Iain M. Banks", "Octavia Butler", "Ursula Le Guin"]
     assert "Iain M. Banks" in seen["tc_other"]["authors"]  # type: ignore[operator]
+    databases = {name: str(r["database"]) for name, r in seen.items()}
+    assert len({databases["ttc_a"], databases["ttc_b"], databases["ttc_c"]}) == 3
+    assert all(is_copy(run_prefix, name) for name in databases.values())
 
 
 def test_pytest_django_serves_fixtures_from_snapshots_also_under_xdist(

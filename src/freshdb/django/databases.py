@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshdb.config import ENGINE_ALIASES
 from freshdb.database import Database
@@ -28,6 +28,9 @@ from freshdb.migrators.django import (
 )
 from freshdb.server import DatabaseServer
 from freshdb.template import build_progress_shown
+
+if TYPE_CHECKING:
+    from freshdb.django.fixture_snapshots import FixtureSnapshots
 
 log = logging.getLogger("freshdb")
 
@@ -127,6 +130,8 @@ class TestDatabases:
         #: Serve test classes' ``fixtures`` from snapshots (None: as Django's settings
         #: or the environment say, see :mod:`freshdb.django.fixture_snapshots`).
         self.fixture_snapshots = fixture_snapshots
+        #: The run's fixture snapshots, while they are served.
+        self.snapshots: FixtureSnapshots | None = None
         self._serving = contextlib.ExitStack()
 
     # -- setting up ------------------------------------------------------------------
@@ -173,6 +178,7 @@ class TestDatabases:
         snapshots = fixture_snapshots.FixtureSnapshots(self, self.report)
         self._serving.enter_context(fixture_snapshots.serving(snapshots))
         self._serving.callback(snapshots.close)
+        self.snapshots = snapshots
 
     def _start(self, alias: str, arguments: dict[str, Any]) -> AliasDatabases:
         from django.db import connections
@@ -262,6 +268,7 @@ class TestDatabases:
         from django.db import connections
 
         errors: list[BaseException] = []
+        self.snapshots = None
         try:
             self._serving.close()  # classes' snapshot copies first: they point elsewhere
         except BaseException as exc:

@@ -20,8 +20,8 @@ left). With snapshots on:
 A class is left to Django when it sets ``available_apps`` (Django then re-creates
 content types for a subset of apps, which a copy of the template cannot mirror), when
 one of its databases is not served by freshdb, or on a backend without savepoints
-(``TestCase``). Under ``manage.py test --parallel``, the worker processes load
-fixtures with Django's own ``loaddata``.
+(``TestCase``). Under ``manage.py test --parallel``, each worker process joins the
+server with a session of its own and serves its classes the same way.
 """
 
 from __future__ import annotations
@@ -291,6 +291,50 @@ def stop_in_this_process() -> None:
     which inherits the parent's state but none of its pool threads)."""
     global _active
     _active = None
+
+
+def worker_sources(snapshots: FixtureSnapshots | None) -> dict[str, dict[str, Any]]:
+    """What a ``--parallel`` worker needs to serve fixture snapshots itself: for each
+    served alias, its server's settings, the admin URL in place of the mode."""
+    if snapshots is None:
+        return {}
+    sources = {}
+    for alias, entry in snapshots.databases.by_alias.items():
+        arguments = dataclasses.asdict(entry.server.settings)
+        arguments.pop("schema", None)
+        arguments.update(
+            mode="external",
+            url=entry.server.url.render_as_string(hide_password=False),
+            pool_size=0,
+        )
+        sources[alias] = arguments
+    return sources
+
+
+def serve_in_worker(sources: dict[str, dict[str, Any]]) -> None:
+    """Serve fixture snapshots in a ``--parallel`` worker process.
+
+    The worker joins each alias's server with a session of its own (the parent's
+    pools do not survive a fork); the template is found by its fingerprint, and each
+    snapshot is built once by whichever process needs it first (the server's build
+    lock), or found. The session ends when the worker process does.
+    """
+    global _active
+    from multiprocessing import util
+
+    from freshdb.django.databases import AliasDatabases, TestDatabases
+    from freshdb.migrators.django import DjangoMigrator
+    from freshdb.server import DatabaseServer
+
+    install()
+    databases = TestDatabases(report=lambda message: None)
+    for alias, arguments in sources.items():
+        server = DatabaseServer(schema=DjangoMigrator(databases=(alias,)), **arguments).start()
+        # Run when the worker exits normally (multiprocessing skips atexit in workers);
+        # a killed worker's copies are reaped as any dead owner's.
+        util.Finalize(server, server.stop, exitpriority=10)
+        databases.by_alias[alias] = AliasDatabases(alias, server, {}, owned=True)
+    _active = FixtureSnapshots(databases, databases.report)
 
 
 def _serving(cls: Any) -> FixtureSnapshots | None:
