@@ -362,3 +362,22 @@ def test_a_stopped_session_hands_out_no_snapshot_copies(engine: str, run_prefix:
         db.snapshot(unique_key())
     with pytest.raises(freshdb.FreshDBError, match="not started"):
         server.snapshot(seed_five_keep_three)
+
+
+def test_pruning_never_drops_a_snapshot_a_live_session_uses(engine: str, fresh_prefix: str) -> None:
+    from freshdb.cleanup.retention import prune_templates
+
+    def prune_everything_unused(server: freshdb.DatabaseServer) -> None:
+        with admin(server) as conn:
+            prune_templates(server.dialect, conn, fresh_prefix, 1, (), retention_seconds=0)
+
+    with new_server(engine, fresh_prefix) as server:
+        seeded = server.snapshot(seed_five_keep_three)
+        prune_everything_unused(server)
+        assert complete(server, seeded.name)
+        with seeded.database() as db:
+            assert len(rows(db)) == 3
+        with new_server(engine, fresh_prefix) as watcher:
+            server.stop()  # nobody uses the snapshot any more: now it may go
+            prune_everything_unused(watcher)
+            assert not complete(watcher, seeded.name)

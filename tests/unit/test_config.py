@@ -91,6 +91,7 @@ def test_url_implies_external_mode_unless_a_mode_is_chosen() -> None:
         ({"prefix": "x'; DROP"}, "not usable in database and container names"),
         ({"pool_size": -1}, "pool_size must be between"),
         ({"pool_size": "many"}, "must be a number"),
+        ({"snapshot_pool_size": 65}, "snapshot_pool_size must be between 0 and 64"),
         ({"tmpfs_size": "lots"}, "is not a size"),
         ({"template_retention": "a while"}, "template_retention: 'a while' is not a duration"),
         ({"template_retention": "-3d"}, "is not a duration"),
@@ -140,3 +141,9 @@ def test_template_retention_is_a_duration_from_any_source(tmp_path: Path) -> Non
     assert from_env.template_retention_seconds == 14 * 86400
     given = resolve_settings({"template_retention": 90}, environ={}, pyproject=pyproject)
     assert given.template_retention_seconds == 90  # a bare number is seconds
+
+
+def test_snapshot_pool_size_defaults_to_two_and_comes_from_the_environment() -> None:
+    assert resolve_settings({}, environ={}, pyproject=False).snapshot_pool_size == 2
+    from_env = resolve_settings({}, environ={"FRESHDB_SNAPSHOT_POOL_SIZE": "5"}, pyproject=False)
+    assert from_env.snapshot_pool_size == 5

@@ -7,6 +7,7 @@ template is found or built → stale templates are pruned → the pool starts cl
 The modules: :mod:`~freshdb.server.database_server` (the session: start, hand-out,
 stop), :mod:`~freshdb.server.preparation` (reaping, the template and pruning at
 start), :mod:`~freshdb.server.copy_worker` (the pool's SQL work on the server),
+:mod:`~freshdb.server.snapshots` (the snapshots a session finds or builds),
 :mod:`~freshdb.server.logins` (a database's address with any driver) and
 :mod:`~freshdb.server.liveness` (telling a server that is gone from one that is
 paused or cut off, and saying so).
