@@ -15,7 +15,7 @@ import dataclasses
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from freshdb.config import ENGINE_ALIASES
 from freshdb.database import Database
@@ -28,6 +28,9 @@ from freshdb.migrators.django import (
 )
 from freshdb.server import DatabaseServer
 from freshdb.template import build_progress_shown
+
+if TYPE_CHECKING:
+    from freshdb.django.fixture_snapshots import FixtureSnapshots
 
 log = logging.getLogger("freshdb")
 
@@ -95,6 +98,8 @@ class TestDatabases:
     go (pytest-django's per-test copies). ``servers`` finds or starts each alias's
     server (default: one of this run's own); ``progress`` shows a template build
     from a long migration history as it goes (default: ``report``).
+    ``fixture_snapshots`` serves test classes' ``fixtures`` from cached snapshots
+    (:mod:`freshdb.django.fixture_snapshots`; default: as Django's settings say).
     """
 
     __test__ = False  # not a test class, whatever pytest thinks of the name
@@ -110,6 +115,7 @@ class TestDatabases:
         ready_copies: int | None = 0,
         servers: ServerSource | None = None,
         progress: Callable[[str], None] | None = None,
+        fixture_snapshots: bool | None = None,
     ) -> None:
         self.aliases = aliases
         self.workers = workers if workers > 1 else 0
@@ -121,6 +127,12 @@ class TestDatabases:
         #: Where template builds show their progress, and reuses are announced.
         self.progress = progress or self.report
         self.by_alias: dict[str, AliasDatabases] = {}
+        #: Serve test classes' ``fixtures`` from snapshots (None: as Django's settings
+        #: or the environment say, see :mod:`freshdb.django.fixture_snapshots`).
+        self.fixture_snapshots = fixture_snapshots
+        #: The run's fixture snapshots, while they are served.
+        self.snapshots: FixtureSnapshots | None = None
+        self._serving = contextlib.ExitStack()
 
     # -- setting up ------------------------------------------------------------------
     def setup(self) -> None:
@@ -150,9 +162,23 @@ class TestDatabases:
             # TransactionTestCase.serialized_rollback.
             for connection in serialize:
                 connection._test_serialized_contents = connection.creation.serialize_db_to_string()
+            self._serve_fixture_snapshots()
         except BaseException:
             self.teardown()
             raise
+
+    def _serve_fixture_snapshots(self) -> None:
+        from freshdb.django import fixture_snapshots
+
+        wanted = self.fixture_snapshots
+        if wanted is None:
+            wanted = fixture_snapshots.enabled()
+        if not wanted:
+            return
+        snapshots = fixture_snapshots.FixtureSnapshots(self, self.report)
+        self._serving.enter_context(fixture_snapshots.serving(snapshots))
+        self._serving.callback(snapshots.close)
+        self.snapshots = snapshots
 
     def _start(self, alias: str, arguments: dict[str, Any]) -> AliasDatabases:
         from django.db import connections
@@ -241,10 +267,15 @@ class TestDatabases:
         from django.conf import settings
         from django.db import connections
 
+        errors: list[BaseException] = []
+        self.snapshots = None
+        try:
+            self._serving.close()  # classes' snapshot copies first: they point elsewhere
+        except BaseException as exc:
+            errors.append(exc)
         # Connections left open by the code under test do not block the drop:
         # freshdb's DROP disconnects them (WITH (FORCE) / KILL).
         connections.close_all()
-        errors: list[BaseException] = []
         for alias, entry in self.by_alias.items():
             try:
                 for copy in entry.copies:

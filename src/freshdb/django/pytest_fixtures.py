@@ -17,10 +17,21 @@ from freshdb.server import DatabaseServer
 
 #: Whether transactional tests get a copy of their own (``freshdb_django_transaction_copies``).
 TRANSACTION_COPIES = pytest.StashKey[bool]()
+#: Whether test classes' fixtures come from snapshots (``freshdb_django_fixture_snapshots``).
+FIXTURE_SNAPSHOTS = pytest.StashKey[bool]()
 _DATABASES = pytest.StashKey[TestDatabases]()
 # pytest-django's function fixture that opens a test's database access.
 _DB_HELPER = "_django_db_helper"
 _TRANSACTIONAL_FIXTURES = ("transactional_db", "live_server")
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Wrap Django's test classes before pytest collects them (see
+    :func:`freshdb.django.fixture_snapshots.install`): inert until ``django_db_setup``
+    serves fixture snapshots, which Django's settings may turn on too."""
+    from freshdb.django import fixture_snapshots
+
+    fixture_snapshots.install()
 
 
 def _is_transactional(item: Any) -> bool:
@@ -78,6 +89,8 @@ def django_db_setup(
         # Per-test copies are taken as tests go: keep some ready, as freshdb's pool does.
         ready_copies=None if copies_per_test else 0,
         servers=session_server,
+        # The ini option turns them on; else Django's setting (or the environment) decides.
+        fixture_snapshots=True if config.stash.get(FIXTURE_SNAPSHOTS, False) else None,
     )
     with django_db_blocker.unblock():
         databases.setup()

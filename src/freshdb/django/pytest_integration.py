@@ -11,7 +11,11 @@ which migration of how many runs, and says when a template is reused. With
 ``django_db(transaction=True)`` (or using ``transactional_db`` / ``live_server``)
 also gets a fresh copy of its own, so it starts from the migrated state with the
 rows of data migrations, whatever earlier tests committed, and the session copy is
-never flushed under the tests that follow.
+never flushed under the tests that follow. With ``freshdb_django_fixture_snapshots =
+true`` (or Django's setting ``FRESHDB_DJANGO_FIXTURE_SNAPSHOTS = True``), Django test
+classes' ``fixtures`` are loaded once into a snapshot cached on the server, and each
+``TestCase`` class or ``TransactionTestCase`` test runs on a fresh copy of it instead
+of running ``loaddata`` (:mod:`freshdb.django.fixture_snapshots`).
 
 ``--reuse-db`` needs nothing from freshdb: every run starts from the cached
 template anyway. ``--nomigrations`` builds the template with ``migrate
@@ -24,6 +28,7 @@ import pytest
 
 DJANGO_OPTION = "freshdb_django"
 TRANSACTION_COPIES_OPTION = "freshdb_django_transaction_copies"
+FIXTURE_SNAPSHOTS_OPTION = "freshdb_django_fixture_snapshots"
 _PLUGIN_NAME = "freshdb-django"
 
 
@@ -42,6 +47,13 @@ def register_options(parser: pytest.Parser) -> None:
         type="bool",
         default=False,
     )
+    parser.addini(
+        FIXTURE_SNAPSHOTS_OPTION,
+        "freshdb: load Django test classes' fixtures once into a cached snapshot and run "
+        "each class (TestCase) or test (TransactionTestCase) on a fresh copy of it",
+        type="bool",
+        default=False,
+    )
 
 
 def configure(config: pytest.Config) -> None:
@@ -56,6 +68,7 @@ def configure(config: pytest.Config) -> None:
 
     copies = bool(config.getini(TRANSACTION_COPIES_OPTION))
     config.stash[pytest_fixtures.TRANSACTION_COPIES] = copies
+    config.stash[pytest_fixtures.FIXTURE_SNAPSHOTS] = bool(config.getini(FIXTURE_SNAPSHOTS_OPTION))
     # Registered now, after every entry-point plugin: its django_db_setup wins.
     config.pluginmanager.register(pytest_fixtures, _PLUGIN_NAME)
     if copies:

@@ -15,9 +15,11 @@ worker, each test rolled back).
 Configuration, highest first: ``--freshdb-*`` options > ``freshdb_*`` ini options >
 ``FRESHDB_*`` environment variables > ``[tool.freshdb]`` in pyproject.toml > defaults.
 ``@pytest.mark.freshdb(engine="mariadb", ...)`` gives a test or module another server;
-:func:`server_fixture` makes extra server fixtures. Defining ``freshdb_server`` (or
-any freshdb fixture) in a conftest or in a plugin (``-p``, ``PYTEST_PLUGINS``,
-``pytest_plugins``) overrides freshdb's.
+:func:`server_fixture` makes extra server fixtures. Snapshots (seeded states built once
+and cached like the template): :func:`snapshot_fixture`, or
+``@pytest.mark.freshdb(snapshot=seed)`` for the ``freshdb`` fixture and those built on it.
+Defining ``freshdb_server`` (or any freshdb fixture) in a conftest or in a plugin
+(``-p``, ``PYTEST_PLUGINS``, ``pytest_plugins``) overrides freshdb's.
 
 The plugin is inert until a test asks for one of its fixtures: loading it imports
 neither SQLAlchemy nor a driver nor Docker, and collecting tests and running tests
@@ -30,7 +32,7 @@ import types
 import warnings
 from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pytest
 
@@ -46,6 +48,7 @@ from freshdb.pytest_plugin.fixtures import (
     registry_of,
 )
 from freshdb.pytest_plugin.options import (
+    SnapshotRequest,
     explicit_arguments_of,
     keep_failed,
     register_options,
@@ -57,7 +60,7 @@ if TYPE_CHECKING:
     from freshdb.pytest_plugin.servers import ThrowawayBroker
     from freshdb.server import DatabaseServer
 
-__all__ = ["FixtureOverrideWarning", "database_fixture", "server_fixture"]
+__all__ = ["FixtureOverrideWarning", "database_fixture", "server_fixture", "snapshot_fixture"]
 
 _BROKER: pytest.StashKey[ThrowawayBroker] = pytest.StashKey()
 _WORKER_REPORTS = pytest.StashKey[list[dict[str, Any]]]()
@@ -90,8 +93,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
     config.addinivalue_line(
         "markers",
-        "freshdb(engine=None, **settings): give this test's freshdb fixtures a server with "
-        "these settings (engine, image, mode, url, schema, pool_size, ...)",
+        "freshdb(engine=None, snapshot=None, snapshot_key=None, **settings): give this "
+        "test's freshdb fixtures a server with these settings (engine, image, mode, url, "
+        "schema, pool_size, ...), and with snapshot=seed a copy of the template after seed "
+        "ran (built once, cached)",
     )
     workerinput: dict[str, Any] | None = getattr(config, "workerinput", None)
     broker_directory = (workerinput or {}).get(_BROKER_INPUT)
@@ -331,3 +336,45 @@ def database_fixture(
 
     database.__doc__ = f"A fresh database from the {server!r} fixture."
     return pytest.fixture(name=name)(database)
+
+
+def snapshot_fixture(
+    seed: Any,
+    *,
+    name: str | None = None,
+    key: str | None = None,
+    scope: Literal["session", "package", "module", "class", "function"] = "function",
+    server: str = "freshdb_server",
+) -> Callable[..., Any]:
+    """A fixture handing out fresh copies of a seeded state. In a conftest::
+
+        def load_reference_data(connection):
+            connection.execute(text("INSERT INTO countries ..."))
+
+        reference_db = snapshot_fixture(load_reference_data)
+
+    A test asking for ``reference_db`` gets a :class:`~freshdb.Database`: a fresh copy
+    of the template after ``seed`` ran. The seed runs once per server — under
+    pytest-xdist once for all workers, and not again in later sessions while neither
+    the template nor the seed changes (it is cached on the server like the template).
+    ``seed`` is anything ``schema=`` accepts: a callable taking a SQLAlchemy
+    connection, a ``.sql`` file or directory (relative to rootdir), a migrator, or an
+    import path ``package.module:attribute``. ``key`` names the snapshot besides the
+    seed's fingerprint (for a seed whose result depends on something freshdb cannot
+    see, such as a data file it reads). ``name`` is the fixture's name (default: the
+    name it is assigned to); ``server`` the server fixture whose template is seeded.
+
+    ``scope="function"`` (the default) gives each test a copy of its own, kept on
+    failure with ``--freshdb-keep-failed``; a wider scope shares one copy among the
+    tests of that scope (never kept: no single test owns it).
+    """
+
+    wanted = SnapshotRequest(seed, key)
+
+    def database(request: pytest.FixtureRequest) -> Iterator[Database]:
+        base: DatabaseServer = request.getfixturevalue(server)
+        snapshot = registry(request).snapshot(base, wanted)
+        yield from hand_out(request, base, snapshot)
+
+    database.__doc__ = f"A fresh copy of the snapshot of {seed!r} (from freshdb.pytest_plugin)."
+    return pytest.fixture(scope=scope, name=name)(database)

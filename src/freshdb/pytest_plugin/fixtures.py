@@ -18,13 +18,14 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from freshdb.pytest_plugin.options import marker_overrides
+from freshdb.pytest_plugin.options import marker_overrides, marker_snapshot
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
     from sqlalchemy.orm import Session
 
+    from freshdb import Snapshot
     from freshdb.database import Database
     from freshdb.pytest_plugin.servers import ServerRegistry
     from freshdb.server import DatabaseServer
@@ -80,9 +81,25 @@ def server_for_test(request: pytest.FixtureRequest) -> DatabaseServer:
     return server
 
 
-def hand_out(request: pytest.FixtureRequest, server: DatabaseServer) -> Iterator[Database]:
-    """A fresh database from ``server`` for this test, released after it."""
-    database = server.database()
+def snapshot_for_test(request: pytest.FixtureRequest, server: DatabaseServer) -> Snapshot | None:
+    """The snapshot ``@pytest.mark.freshdb(snapshot=...)`` asks for on ``server``, if any."""
+    if not isinstance(request.node, pytest.Item):
+        return None
+    wanted = marker_snapshot(request.node)
+    if wanted is None:
+        return None
+    return registry(request).snapshot(server, wanted)
+
+
+def hand_out(
+    request: pytest.FixtureRequest, server: DatabaseServer, source: Snapshot | None = None
+) -> Iterator[Database]:
+    """A fresh database for this test, released after it: a copy of ``server``'s
+    template, or of ``source`` (one of its snapshots).
+
+    Every copy a test gets goes through here, so ``--freshdb-keep-failed`` keeps it.
+    """
+    database = (source or server).database()
     handed_out = request.node.stash.setdefault(HANDED_OUT, [])
     handed_out.append((database, server))
     try:
@@ -127,8 +144,13 @@ freshdb_password = _address_part("password", "The password of ``freshdb_user``."
 # -- a database per test ----------------------------------------------------------------
 @pytest.fixture
 def freshdb(request: pytest.FixtureRequest) -> Iterator[Database]:
-    """A fresh copy of the template for this test, released (dropped) afterwards."""
-    yield from hand_out(request, server_for_test(request))
+    """A fresh copy of the template for this test, released (dropped) afterwards.
+
+    With ``@pytest.mark.freshdb(snapshot=seed)``, a fresh copy of the template after
+    ``seed`` ran (once per server, cached across sessions like the template).
+    """
+    server = server_for_test(request)
+    yield from hand_out(request, server, snapshot_for_test(request, server))
 
 
 @pytest.fixture
@@ -175,7 +197,8 @@ def freshdb_transaction(request: pytest.FixtureRequest) -> Iterator[Connection]:
     ``freshdb`` fixture for tests that commit or run DDL on MySQL/MariaDB (which
     commits implicitly). Sequences are not rolled back. A test that commits anyway
     fails with a message saying so, and the worker's copy is replaced, so the tests
-    after it still start fresh.
+    after it still start fresh. With ``@pytest.mark.freshdb(snapshot=seed)``, the
+    worker's copy (one per snapshot) holds the seeded state.
     """
     from freshdb.pytest_plugin.savepoints import (
         ENDED_TRANSACTION_MESSAGE,
@@ -185,7 +208,8 @@ def freshdb_transaction(request: pytest.FixtureRequest) -> Iterator[Connection]:
 
     server = server_for_test(request)
     servers = registry(request)
-    database = servers.shared_database(server)
+    snapshot = snapshot_for_test(request, server)
+    database = servers.shared_database(server, snapshot)
     connection = database.engine().connect()
     try:
         test = SavepointTest(connection)
@@ -199,7 +223,7 @@ def freshdb_transaction(request: pytest.FixtureRequest) -> Iterator[Connection]:
         connection.close()
         servers.note(server)
         if outcome is not Outcome.ROLLED_BACK:
-            servers.replace_shared_database(server)
+            servers.replace_shared_database(server, snapshot)
     if outcome is Outcome.COMMITTED:
         pytest.fail(ENDED_TRANSACTION_MESSAGE, pytrace=False)
 

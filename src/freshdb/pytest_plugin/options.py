@@ -209,12 +209,13 @@ def server_request(
     return ServerRequest(settings, resolve_schema(settings.schema, rootdir))
 
 
-def marker_overrides(node: pytest.Item) -> dict[str, Any]:
-    """Settings from ``@pytest.mark.freshdb(...)`` markers, the closest winning.
+#: Marker arguments that pick a snapshot of the server's template, not the server.
+SNAPSHOT_ARGUMENTS = ("snapshot", "snapshot_key")
 
-    A positional argument is the engine: ``@pytest.mark.freshdb("mariadb")``.
-    """
-    overrides: dict[str, Any] = {}
+
+def _marker_arguments(node: pytest.Item) -> dict[str, Any]:
+    """Every ``@pytest.mark.freshdb(...)`` argument of ``node``, the closest winning."""
+    arguments: dict[str, Any] = {}
     for marker in reversed(list(node.iter_markers("freshdb"))):
         if len(marker.args) > 1:
             raise ConfigurationError(
@@ -222,6 +223,48 @@ def marker_overrides(node: pytest.Item) -> dict[str, Any]:
                 f"got {marker.args!r} on {node.nodeid} — pass other settings by name"
             )
         if marker.args:
-            overrides["engine"] = marker.args[0]
-        overrides.update(marker.kwargs)
-    return overrides
+            arguments["engine"] = marker.args[0]
+        arguments.update(marker.kwargs)
+    return arguments
+
+
+def marker_overrides(node: pytest.Item) -> dict[str, Any]:
+    """Server settings from ``@pytest.mark.freshdb(...)`` markers, the closest winning.
+
+    A positional argument is the engine: ``@pytest.mark.freshdb("mariadb")``. The
+    snapshot arguments (:func:`marker_snapshot`) are left out: they pick what the
+    test's copy is made from, not its server.
+    """
+    arguments = _marker_arguments(node)
+    for name in SNAPSHOT_ARGUMENTS:
+        arguments.pop(name, None)
+    return arguments
+
+
+@dataclasses.dataclass(frozen=True)
+class SnapshotRequest:
+    """A seeded state a test's copy is made from: ``seed`` once, then copies of it."""
+
+    #: Anything ``DatabaseServer.snapshot`` accepts: a callable taking a connection, a
+    #: ``.sql`` file or directory, a migrator, or an import path ``module:attribute``.
+    seed: Any
+    key: str | None = None
+
+
+def marker_snapshot(node: pytest.Item) -> SnapshotRequest | None:
+    """The snapshot ``@pytest.mark.freshdb(snapshot=seed, snapshot_key=None)`` asks for.
+
+    ``snapshot=None`` on a closer marker (a test in a module marked with a snapshot)
+    asks for the plain template again.
+    """
+    arguments = _marker_arguments(node)
+    seed = arguments.get("snapshot")
+    if seed is None:
+        if arguments.get("snapshot_key") is not None:
+            raise ConfigurationError(
+                f"@pytest.mark.freshdb(snapshot_key=...) on {node.nodeid} needs snapshot=: "
+                "the seed whose snapshot the key names"
+            )
+        return None
+    key = arguments.get("snapshot_key")
+    return SnapshotRequest(seed, None if key is None else str(key))

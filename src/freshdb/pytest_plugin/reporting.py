@@ -109,6 +109,27 @@ def kept_from_reports(reports: Iterable[Any]) -> list[tuple[str, str]]:
     return found
 
 
+def _snapshot_lines(members: Sequence[Mapping[str, Any]]) -> list[str]:
+    """One line per snapshot the workers of one server used: who built it, who reused it."""
+    users: dict[str, list[tuple[str, Mapping[str, Any]]]] = {}
+    for member in members:
+        for snapshot in member.get("snapshots", ()):
+            users.setdefault(str(snapshot["name"]), []).append((str(member["worker"]), snapshot))
+    lines = []
+    for name, used in users.items():
+        builders = [(worker, s) for worker, s in used if s.get("reused") is False]
+        if builders:
+            seconds = builders[0][1].get("build_seconds") or 0.0
+            how = f"built in {seconds:.2f} s"
+            if len(used) > 1:
+                how += f" by {', '.join(worker for worker, _ in builders)}"
+                how += f", reused by {len(used) - len(builders)} other worker(s)"
+        else:
+            how = "reused"
+        lines.append(f"  snapshot: {name} ({how})")
+    return lines
+
+
 def summary_lines(
     reports: Sequence[Mapping[str, Any]], kept: Sequence[tuple[str, str]], verbose: bool
 ) -> list[str]:
@@ -140,6 +161,7 @@ def summary_lines(
         else:
             built = "reused"
         lines.append(f"  template: {template} ({built})")
+        lines.extend(_snapshot_lines(members))
         if verbose:
             for member in sorted(members, key=lambda m: str(m["worker"])):
                 pool = member["pool"]

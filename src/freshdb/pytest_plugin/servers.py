@@ -26,11 +26,17 @@ from typing import TYPE_CHECKING, Any
 from freshdb import naming
 from freshdb.config import Settings
 from freshdb.errors import FreshDBError, ServerStartError
-from freshdb.pytest_plugin.options import ServerRequest, server_request
+from freshdb.pytest_plugin.options import (
+    ServerRequest,
+    SnapshotRequest,
+    resolve_schema,
+    server_request,
+)
 
 if TYPE_CHECKING:
     # The server machinery (SQLAlchemy, drivers, Docker) is imported when a server is
     # first asked for: pytest creates the registry for every run.
+    from freshdb import Snapshot
     from freshdb.backends import ServerBackend
     from freshdb.database import Database
     from freshdb.server import DatabaseServer
@@ -80,6 +86,15 @@ def describe_server(
     }
 
 
+def describe_snapshot(snapshot: Snapshot) -> dict[str, Any]:
+    """What the summary says about a snapshot this worker used (plain values)."""
+    return {
+        "name": snapshot.name,
+        "reused": snapshot.reused,
+        "build_seconds": snapshot.build_seconds,
+    }
+
+
 @dataclasses.dataclass
 class RegistryEntry:
     server: DatabaseServer
@@ -105,7 +120,11 @@ class ServerRegistry:
         self._specs: dict[tuple[Any, ...], ServerRequest] = {}
         self._servers: dict[tuple[Settings, object], RegistryEntry] = {}
         self._failures: dict[tuple[Settings, object], BaseException] = {}
-        self._shared: dict[int, tuple[DatabaseServer, Database]] = {}
+        self._shared: dict[tuple[int, int], tuple[DatabaseServer, Database]] = {}
+        self._snapshots: dict[tuple[int, object, str | None], Snapshot] = {}
+        self._snapshot_failures: dict[tuple[int, object, str | None], BaseException] = {}
+        #: The snapshots used on each server (by id), for the summary.
+        self._used_snapshots: dict[int, list[Snapshot]] = {}
         self._reports: dict[int, dict[str, Any]] = {}
         self._closed = False
 
@@ -170,18 +189,55 @@ class ServerRegistry:
         server.start()
         return RegistryEntry(server, shown_mode, container)
 
+    # -- snapshots --------------------------------------------------------------------
+    def snapshot(self, server: DatabaseServer, wanted: SnapshotRequest) -> Snapshot:
+        """The snapshot of ``wanted.seed`` on ``server``: built (or found) on first use.
+
+        Asked once per session and seed: every test asking again gets the same
+        :class:`~freshdb.Snapshot`. Across xdist workers and sessions, the server's
+        build lock and the snapshot's fingerprint make the seed run once.
+        """
+        seed = resolve_schema(wanted.seed, self.rootdir)
+        try:
+            hash(seed)
+            identity: object = seed
+        except TypeError:
+            identity = ("object", id(seed))
+        key = (id(server), identity, wanted.key)
+        found = self._snapshots.get(key)
+        if found is not None:
+            return found
+        failure = self._snapshot_failures.get(key)
+        if failure is not None:
+            raise FreshDBError(
+                f"building the snapshot of {wanted.seed!r} failed earlier in this session: "
+                f"{failure}"
+            ) from failure
+        try:
+            found = server.snapshot(seed, key=wanted.key)
+        except BaseException as exc:
+            self._snapshot_failures[key] = exc
+            raise
+        self._snapshots[key] = found
+        self._used_snapshots.setdefault(id(server), []).append(found)
+        return found
+
     # -- savepoint mode ---------------------------------------------------------------
-    def shared_database(self, server: DatabaseServer) -> Database:
-        """This worker's one copy on ``server`` for the whole session (savepoint mode)."""
-        entry = self._shared.get(id(server))
+    def shared_database(self, server: DatabaseServer, source: Snapshot | None = None) -> Database:
+        """This worker's one copy on ``server`` (of ``source``, a snapshot, if given)
+        for the whole session (savepoint mode)."""
+        key = (id(server), id(source))
+        entry = self._shared.get(key)
         if entry is None:
-            entry = (server, server.database())
-            self._shared[id(server)] = entry
+            entry = (server, (source or server).database())
+            self._shared[key] = entry
         return entry[1]
 
-    def replace_shared_database(self, server: DatabaseServer) -> None:
+    def replace_shared_database(
+        self, server: DatabaseServer, source: Snapshot | None = None
+    ) -> None:
         """Drop this worker's shared copy: the next test gets a new one."""
-        entry = self._shared.pop(id(server), None)
+        entry = self._shared.pop((id(server), id(source)), None)
         if entry is not None:
             entry[1].release()
 
@@ -201,6 +257,9 @@ class ServerRegistry:
             return  # never started
         if report["pool"]["acquired"] is None and id(server) in self._reports:
             return  # stopped already: keep the figures noted while it ran
+        report["snapshots"] = [
+            describe_snapshot(snapshot) for snapshot in self._used_snapshots.get(id(server), [])
+        ]
         self._reports[id(server)] = report
 
     def close(self) -> list[dict[str, Any]]:
