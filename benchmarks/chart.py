@@ -66,11 +66,11 @@ PANELS: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
         ),
     ),
     (
-        "Plugin load cost in a project using no fixture (ms)",
+        "Plugin load: importing it after pytest, in a project using no fixture (ms)",
         (
-            ("plugin_load.cost.freshdb", "freshdb"),
-            ("plugin_load.cost.pytest-postgresql", "pytest-postgresql"),
-            ("plugin_load.cost.pytest-databases", "pytest-databases"),
+            ("plugin_load.import.freshdb", "freshdb"),
+            ("plugin_load.import.pytest-postgresql", "pytest-postgresql"),
+            ("plugin_load.import.pytest-databases", "pytest-databases"),
         ),
     ),
 )
@@ -85,7 +85,7 @@ FRESHDB_KEYS = frozenset(
         "startup.warm",
         "startup.cold",
         "django_history.cache",
-        "plugin_load.cost.freshdb",
+        "plugin_load.import.freshdb",
     }
 )
 FRESHDB_COLOUR = "#2a7ab0"

@@ -47,8 +47,8 @@ def test_the_chart_draws_a_bar_per_figure_of_the_run_scaled_to_its_panel(tmp_pat
 
 def test_the_chart_escapes_text_and_draws_no_negative_bar(tmp_path: Path) -> None:
     figures = [
-        figure("plugin_load.cost.freshdb", -3.0),
-        figure("plugin_load.cost.pytest-postgresql", 290.0),
+        figure("plugin_load.import.freshdb", -3.0),
+        figure("plugin_load.import.pytest-postgresql", 290.0),
     ]
     svg = chart.render({"date": "<today> & now"}, figures)
     root = ET.fromstring(svg)
