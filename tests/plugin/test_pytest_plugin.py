@@ -23,6 +23,7 @@ from freshdb.backends.containers import list_managed_containers
 
 from ..conftest import ENGINES, IMAGE_VARIABLES, ServerUnderTest, image_for
 from .conftest import (
+    RECORD,
     AdminView,
     builds,
     mysql_dialect_missing,
@@ -33,20 +34,6 @@ from .conftest import (
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.docker
-
-RECORD = textwrap.dedent(
-    """
-    import os
-    from pathlib import Path
-
-    OUT = Path(__file__).parent / "out"
-    WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-    def record(name, *values):
-        (OUT / str(name)).write_text(" ".join(str(v) for v in values))
-    """
-)
 
 
 def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from freshdb import naming
 
 from ..conftest import IMAGE_VARIABLES, ServerUnderTest
-from .conftest import AdminView, records
+from .conftest import RECORD, AdminView, records
 
 pytest_plugins = ["pytester"]
 pytestmark = [pytest.mark.docker, pytest.mark.server]
@@ -50,19 +50,10 @@ CONFTEST = textwrap.dedent(
     """
 )
 
-RECORD = textwrap.dedent(
+#: The inner tests' helpers: ``record`` and ``WORKER``, ``names`` and ``write``.
+HELPERS = RECORD + textwrap.dedent(
     """
-    import os
-    from pathlib import Path
-
     from sqlalchemy import text
-
-    OUT = Path(__file__).parent / "out"
-    WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-    def record(name, *values):
-        (OUT / str(name)).write_text(" ".join(str(v) for v in values))
 
 
     def names(connection):
@@ -98,7 +89,7 @@ def test_each_test_gets_a_fresh_copy_of_the_seeded_state_seeded_once_across_sess
     seeded_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
 ) -> None:
     seeded_project.makepyfile(
-        test_seeded=RECORD
+        test_seeded=HELPERS
         + textwrap.dedent(
             """
             import pytest
@@ -152,7 +143,7 @@ def test_under_xdist_the_seed_runs_once_for_all_workers(
     seeded_project: pytest.Pytester, inner_options: list[str]
 ) -> None:
     seeded_project.makepyfile(
-        test_parallel=RECORD
+        test_parallel=HELPERS
         + textwrap.dedent(
             """
             import pytest
@@ -180,7 +171,7 @@ def test_keep_failed_keeps_a_failing_tests_snapshot_copy(
     seeded_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
 ) -> None:
     seeded_project.makepyfile(
-        test_fails=RECORD
+        test_fails=HELPERS
         + textwrap.dedent(
             """
             import pytest
@@ -226,7 +217,7 @@ def test_savepoint_mode_a_module_scope_and_another_engine_family(
     # The run's --freshdb-image is a Postgres image: a MySQL-family server takes its own.
     monkeypatch.setenv(IMAGE_VARIABLES[mysql_family.engine], mysql_family.image)
     seeded_project.makepyfile(
-        test_more=RECORD
+        test_more=HELPERS
         + textwrap.dedent(
             f"""
             import pytest
