@@ -131,6 +131,12 @@ RECORD = textwrap.dedent(
 )
 
 
+def write_tests(project: pytest.Pytester, name: str, source: str, helpers: str = RECORD) -> None:
+    """Add the inner test module ``name``: ``helpers`` (:data:`RECORD`), then ``source``
+    (dedented)."""
+    project.makepyfile(**{name: helpers + textwrap.dedent(source)})
+
+
 def records(project: pytest.Pytester) -> dict[str, str]:
     """What inner tests wrote to ``out/<name>`` (one file per test, no write races)."""
     return {p.name: p.read_text() for p in sorted((project.path / "out").iterdir())}
