@@ -39,7 +39,7 @@ from benchmarks.context import (
 )
 from benchmarks.report import Comparison, Figure, Target
 from benchmarks.stats import Summary, overhead_per_test
-from benchmarks.suites import TESTS_PER_FILE, run_suite
+from benchmarks.suites import TESTS_PER_FILE, floor_conftest, run_suite, write_test_files
 
 GROUP_WALL = "Seeded suite of {n} tests (2,000 seeded rows each): wall time (pytest subprocess)"
 GROUP_OVERHEAD = "Seeded suite: overhead per test = (wall - floor wall) / {n}"
@@ -119,8 +119,9 @@ class SeededVariant:
     conftest: str = ""
 
 
-def variants() -> list[SeededVariant]:
-    """The seeded suite's variants, all on the bench Postgres server."""
+def variants(floor_url: str) -> list[SeededVariant]:
+    """The seeded suite's variants, all on the bench Postgres server; the floor's
+    seeded database is at ``floor_url``."""
     seeded = UNSEEDED_ROWS + SEEDED_ROWS
     return [
         SeededVariant(
@@ -128,25 +129,7 @@ def variants() -> list[SeededVariant]:
             "one shared seeded database (the floor)",
             "shared_connection",
             seeded,
-            """
-            import pytest
-            import sqlalchemy
-
-            URL = {url!r}
-
-
-            @pytest.fixture(scope="session")
-            def shared_engine():
-                engine = sqlalchemy.create_engine(URL)
-                yield engine
-                engine.dispose()
-
-
-            @pytest.fixture
-            def shared_connection(shared_engine):
-                with shared_engine.connect() as connection:
-                    yield connection
-            """,
+            floor_conftest(floor_url),
         ),
         SeededVariant(
             "seed_per_test",
@@ -239,21 +222,13 @@ def write_suite(directory: Path, variant: SeededVariant, tests: int, context: Be
         f"freshdb_image = {context.postgres_image}",
     ]
     (directory / "pytest.ini").write_text("\n".join(ini) + "\n")
-    url = postgres_url(context.postgres_address, SHARED_DATABASE)
-    conftest = textwrap.dedent(variant.conftest).replace("{url!r}", repr(url))
-    (directory / "conftest.py").write_text(conftest)
+    (directory / "conftest.py").write_text(textwrap.dedent(variant.conftest))
     (directory / "seed_data.py").write_text(SEED_MODULE)
-    for first in range(0, tests, TESTS_PER_FILE):
-        body = [f"QUERY = {QUERY!r}", ""]
-        for number in range(first, min(first + TESTS_PER_FILE, tests)):
-            body += [
-                "",
-                f"def test_{number}({variant.fixture}):",
-                f"    rows = {variant.fixture}.exec_driver_sql(QUERY).scalar()",
-                f"    assert rows == {variant.expected_rows}",
-                "",
-            ]
-        (directory / f"test_seeded_{first // TESTS_PER_FILE:02d}.py").write_text("\n".join(body))
+    body = [
+        f"rows = {variant.fixture}.exec_driver_sql(QUERY).scalar()",
+        f"assert rows == {variant.expected_rows}",
+    ]
+    write_test_files(directory, "test_seeded", QUERY, variant.fixture, body, tests)
 
 
 def create_shared_database(context: BenchContext) -> None:
@@ -282,7 +257,7 @@ def run(context: BenchContext) -> list[Figure]:
     """Wall time and overhead per test of every variant, serial."""
     tests = context.count(200, 40)
     repetitions = context.count(3, 1)
-    chosen = variants()
+    chosen = variants(postgres_url(context.postgres_address, SHARED_DATABASE))
     create_shared_database(context)
     walls: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="freshdb-bench-seeded-") as temporary:

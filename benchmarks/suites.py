@@ -27,6 +27,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from benchmarks import peers
@@ -79,6 +80,40 @@ class Variant:
     ini: tuple[tuple[str, str], ...] = ()
 
 
+def floor_conftest(url: str) -> str:
+    """The floor's conftest: ``shared_connection``, a connection per test from one
+    pooled engine on the already prepared database at ``url``."""
+    return f"""
+            import pytest
+            import sqlalchemy
+
+
+            @pytest.fixture(scope="session")
+            def shared_engine():
+                engine = sqlalchemy.create_engine({url!r})
+                yield engine
+                engine.dispose()
+
+
+            @pytest.fixture
+            def shared_connection(shared_engine):
+                with shared_engine.connect() as connection:
+                    yield connection
+            """
+
+
+def write_test_files(
+    directory: Path, stem: str, query: str, fixture: str, body: Sequence[str], tests: int
+) -> None:
+    """Write ``tests`` tests on ``fixture``, :data:`TESTS_PER_FILE` to a file
+    (``<stem>_00.py``, ...): each runs the lines of ``body`` (``QUERY`` is ``query``)."""
+    for first in range(0, tests, TESTS_PER_FILE):
+        lines = [f"QUERY = {query!r}", ""]
+        for number in range(first, min(first + TESTS_PER_FILE, tests)):
+            lines += ["", f"def test_{number}({fixture}):", *(f"    {b}" for b in body), ""]
+        (directory / f"{stem}_{first // TESTS_PER_FILE:02d}.py").write_text("\n".join(lines))
+
+
 def variants(context: BenchContext) -> list[Variant]:
     """The suite variants, all on the bench Postgres server."""
     address = context.postgres_address
@@ -96,23 +131,7 @@ def variants(context: BenchContext) -> list[Variant]:
             "one shared database (the floor)",
             "shared_connection",
             _SQLALCHEMY_COUNT,
-            f"""
-            import pytest
-            import sqlalchemy
-
-
-            @pytest.fixture(scope="session")
-            def shared_engine():
-                engine = sqlalchemy.create_engine({postgres_url(address, SHARED_DATABASE)!r})
-                yield engine
-                engine.dispose()
-
-
-            @pytest.fixture
-            def shared_connection(shared_engine):
-                with shared_engine.connect() as connection:
-                    yield connection
-            """,
+            floor_conftest(postgres_url(address, SHARED_DATABASE)),
         ),
         Variant(
             "freshdb",
@@ -197,16 +216,8 @@ def write_suite(directory: Path, variant: Variant, tests: int) -> None:
     (directory / "pytest.ini").write_text("\n".join(ini_lines) + "\n")
     (directory / "conftest.py").write_text(textwrap.dedent(variant.conftest) + _RSS_HOOK)
     count = variant.count_expression.format(fixture=variant.fixture)
-    for first in range(0, tests, TESTS_PER_FILE):
-        body = [f"QUERY = {FIRST_QUERY!r}", ""]
-        for number in range(first, min(first + TESTS_PER_FILE, tests)):
-            body += [
-                "",
-                f"def test_{number}({variant.fixture}):",
-                f"    assert {count} == {EXPECTED_CUSTOMERS}",
-                "",
-            ]
-        (directory / f"test_suite_{first // TESTS_PER_FILE:02d}.py").write_text("\n".join(body))
+    assertion = f"assert {count} == {EXPECTED_CUSTOMERS}"
+    write_test_files(directory, "test_suite", FIRST_QUERY, variant.fixture, [assertion], tests)
 
 
 @dataclasses.dataclass(frozen=True)

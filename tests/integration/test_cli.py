@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,49 +18,9 @@ import sqlalchemy
 import freshdb
 from freshdb import naming
 
+from .conftest import Cli
+
 pytestmark = [pytest.mark.docker, pytest.mark.server]
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
-
-
-def _environment(prefix: str, postgres_image: str, **extra: str) -> dict[str, str]:
-    # A developer's own FRESHDB_URL or FRESHDB_MODE must not steer the tests.
-    env = {
-        k: v for k, v in os.environ.items() if not k.startswith("FRESHDB_") or k.endswith("_IMAGE")
-    }
-    env.update(
-        FRESHDB_PREFIX=prefix,
-        FRESHDB_MODE="sticky",
-        FRESHDB_POSTGRES_IMAGE=postgres_image,
-        **extra,
-    )
-    return env
-
-
-@pytest.fixture
-def cli(fresh_prefix: str, postgres_image: str, tmp_path: Path) -> Cli:
-    """Run ``python -m freshdb ARGS`` with this test's prefix; the finished process."""
-
-    def run(
-        *args: str, env: dict[str, str] | None = None, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [sys.executable, "-m", "freshdb", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=180,
-            cwd=tmp_path,
-            env=_environment(fresh_prefix, postgres_image, **(env or {})),
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"freshdb {' '.join(args)} exited {result.returncode}:\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
-        return result
-
-    return run
 
 
 def status(cli: Cli, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:

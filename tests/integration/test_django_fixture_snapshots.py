@@ -56,18 +56,23 @@ def fixture_authors():
     return sorted(Author.objects.filter(pk__gte=100).values_list("name", flat=True))
 
 
-class FixturesPerTest(TransactionTestCase):
+class ChecksAndWrites:
+    # Each test finds its class's fixtures and nothing an earlier test wrote, then writes.
+    def check_and_write(self, name):
+        self.check_fixtures()
+        self.assertFalse(Author.objects.filter(name__startswith="written").exists())
+        record(name, authors=fixture_authors())
+        Author.objects.create(name=f"written by {name}")
+
+
+class FixturesPerTest(ChecksAndWrites, TransactionTestCase):
     fixtures = ["authors", "books"]
     # As the project's other TransactionTestCase: the flush after each test (Django's
     # way) keeps the migrated rows restorable.
     serialized_rollback = True
 
-    def check_and_write(self, name):
-        # The fixtures are there, and nothing an earlier test wrote.
+    def check_fixtures(self):
         self.assertEqual(Book.objects.get(pk=200).author.name, "Octavia Butler")
-        self.assertFalse(Author.objects.filter(name__startswith="written").exists())
-        record(name, authors=fixture_authors())
-        Author.objects.create(name=f"written by {name}")
 
     def test_a(self):
         self.check_and_write("ttc_a")
@@ -79,18 +84,15 @@ class FixturesPerTest(TransactionTestCase):
         self.check_and_write("ttc_c")
 
 
-class FixturesPerClass(TestCase):
+class FixturesPerClass(ChecksAndWrites, TestCase):
     fixtures = ["authors"]
 
     @classmethod
     def setUpTestData(cls):
         cls.extra = Author.objects.create(name="from setUpTestData")
 
-    def check_and_write(self, name):
+    def check_fixtures(self):
         self.assertEqual(len(fixture_authors()), 4)  # three from the fixture, one extra
-        self.assertFalse(Author.objects.filter(name__startswith="written").exists())
-        record(name, authors=fixture_authors())
-        Author.objects.create(name=f"written by {name}")
 
     def test_one(self):
         self.check_and_write("tc_one")

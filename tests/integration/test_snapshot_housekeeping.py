@@ -7,13 +7,11 @@ status lists and prune removes depends on that test alone.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,11 +20,9 @@ import sqlalchemy
 
 from freshdb import naming
 
-from .conftest import sticky_server
+from .conftest import Cli, sticky_server
 
 pytestmark = [pytest.mark.docker, pytest.mark.server]
-
-Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 SCHEMA = (
     "CREATE TABLE things (id int PRIMARY KEY, name text NOT NULL);\n"
@@ -34,44 +30,6 @@ SCHEMA = (
 )
 SEED = "INSERT INTO things SELECT g, 'seeded' FROM generate_series(2, 50) AS g;\n"
 COUNT = "SELECT count(*) FROM things;\n"
-
-
-@pytest.fixture
-def cli(fresh_prefix: str, postgres_image: str, tmp_path: Path) -> Cli:
-    """Run ``python -m freshdb ARGS`` on this test's prefix; the finished process."""
-
-    def run(
-        *args: str, env: dict[str, str] | None = None, input: str | None = None, check: bool = True
-    ) -> subprocess.CompletedProcess[str]:
-        # A developer's own FRESHDB_* settings must not steer the tests.
-        environment = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("FRESHDB_") or k.endswith("_IMAGE")
-        }
-        environment.update(
-            FRESHDB_PREFIX=fresh_prefix,
-            FRESHDB_MODE="sticky",
-            FRESHDB_POSTGRES_IMAGE=postgres_image,
-            **(env or {}),
-        )
-        result = subprocess.run(
-            [sys.executable, "-m", "freshdb", *args],
-            capture_output=True,
-            text=True,
-            input=input,
-            timeout=180,
-            cwd=tmp_path,
-            env=environment,
-        )
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"freshdb {' '.join(args)} exited {result.returncode}:\n"
-                f"{result.stdout}\n{result.stderr}"
-            )
-        return result
-
-    return run
 
 
 @pytest.fixture

@@ -114,6 +114,29 @@ def builds(project: pytest.Pytester) -> list[str]:
     return log.read_text().split() if log.exists() else []
 
 
+#: Source an inner test module starts with: ``record(name, *values)`` writes what a test
+#: saw to ``out/<name>`` (read back by :func:`records`); ``WORKER`` is its xdist worker.
+RECORD = textwrap.dedent(
+    """
+    import os
+    from pathlib import Path
+
+    OUT = Path(__file__).parent / "out"
+    WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
+
+
+    def record(name, *values):
+        (OUT / str(name)).write_text(" ".join(str(v) for v in values))
+    """
+)
+
+
+def write_tests(project: pytest.Pytester, name: str, source: str, helpers: str = RECORD) -> None:
+    """Add the inner test module ``name``: ``helpers`` (:data:`RECORD`), then ``source``
+    (dedented)."""
+    project.makepyfile(**{name: helpers + textwrap.dedent(source)})
+
+
 def records(project: pytest.Pytester) -> dict[str, str]:
     """What inner tests wrote to ``out/<name>`` (one file per test, no write races)."""
     return {p.name: p.read_text() for p in sorted((project.path / "out").iterdir())}
@@ -176,3 +199,23 @@ def server_use_source(table: str) -> str:
             assert sa.inspect(freshdb_engine).get_table_names() == ["{table}"]
         """
     )
+
+
+def worker_report(worker: str, **fields: object) -> dict[str, object]:
+    """A worker's report for the end-of-session summary: a reused sticky Postgres
+    server and template, an idle pool; ``fields`` replace or add entries."""
+    report: dict[str, object] = {
+        "worker": worker,
+        "engine": "postgres",
+        "image": "img:1",
+        "mode": "sticky",
+        "url": "postgresql+psycopg://postgres:***@127.0.0.1:5432/postgres",
+        "container": "p-postgres-1",
+        "server_reused": True,
+        "template": "p_t_0123",
+        "template_reused": True,
+        "template_build_seconds": 0.0,
+        "pool": dict.fromkeys(("size", "acquired", "waits", "wait_seconds"), 0),
+    }
+    report.update(fields)
+    return report

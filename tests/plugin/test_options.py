@@ -16,6 +16,8 @@ from freshdb.pytest_plugin.options import (
 )
 from freshdb.pytest_plugin.reporting import connect_hint, header_line, summary_lines
 
+from .conftest import worker_report
+
 
 def test_the_cli_option_beats_the_ini_value() -> None:
     cli = {"engine": None, "image": "cli-image", "pool_size": None, "prefix": ""}
@@ -131,18 +133,11 @@ def test_connect_hint_spells_out_what_only_pytest_options_changed() -> None:
 @pytest.mark.parametrize("verbose", [False, True])
 def test_summary_names_each_server_once_and_who_built_the_template(verbose: bool) -> None:
     def report(worker: str, template_reused: bool) -> dict[str, object]:
-        return {
-            "worker": worker,
-            "engine": "postgres",
-            "image": "img:1",
-            "mode": "sticky",
-            "url": "postgresql+psycopg://postgres:***@127.0.0.1:5432/postgres",
-            "container": "p-postgres-1",
-            "server_reused": True,
-            "template": "p_t_0123",
-            "template_reused": template_reused,
-            "template_build_seconds": 0.5 if not template_reused else 0.0,
-            "pool": {
+        return worker_report(
+            worker,
+            template_reused=template_reused,
+            template_build_seconds=0.5 if not template_reused else 0.0,
+            pool={
                 "size": 3,
                 "acquired": 4,
                 "waits": 0,
@@ -151,7 +146,7 @@ def test_summary_names_each_server_once_and_who_built_the_template(verbose: bool
                 "drops": 4,
                 "kept": 0,
             },
-        }
+        )
 
     lines = summary_lines(
         [report("gw0", True), report("gw1", False), report("gw2", True)], [], verbose

@@ -23,30 +23,18 @@ from freshdb.backends.containers import list_managed_containers
 
 from ..conftest import ENGINES, IMAGE_VARIABLES, ServerUnderTest, image_for
 from .conftest import (
+    RECORD,
     AdminView,
     builds,
     mysql_dialect_missing,
     records,
     server_fixture_source,
     server_use_source,
+    write_tests,
 )
 
 pytest_plugins = ["pytester"]
 pytestmark = pytest.mark.docker
-
-RECORD = textwrap.dedent(
-    """
-    import os
-    from pathlib import Path
-
-    OUT = Path(__file__).parent / "out"
-    WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-    def record(name, *values):
-        (OUT / str(name)).write_text(" ".join(str(v) for v in values))
-    """
-)
 
 
 def run(project: pytest.Pytester, *args: str) -> pytest.RunResult:
@@ -62,28 +50,27 @@ def containers_with_prefix(docker_client: Any, prefix: str) -> list[str]:
 def test_every_test_of_a_suite_gets_a_template_fresh_database(
     inner_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
 ) -> None:
-    inner_project.makepyfile(
-        test_fifty=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
-            from sqlalchemy import text
+    write_tests(
+        inner_project,
+        "test_fifty",
+        """
+        import pytest
+        from sqlalchemy import text
 
 
-            @pytest.mark.parametrize("n", range(50))
-            def test_fresh(freshdb, freshdb_connection, freshdb_engine, freshdb_server, n):
-                names = freshdb_connection.execute(text("SELECT name FROM items")).scalars()
-                assert list(names) == ["seed"]
-                freshdb_connection.execute(
-                    text("INSERT INTO items (name) VALUES (:name)"), {"name": f"test {n}"}
-                )
-                freshdb_connection.commit()
-                with freshdb_engine.connect() as other:  # the write is really there
-                    count = other.execute(text("SELECT count(*) FROM items")).scalar_one()
-                    assert count == 2
-                record(f"{n:02d}", freshdb.name, freshdb_server.template)
-            """
-        )
+        @pytest.mark.parametrize("n", range(50))
+        def test_fresh(freshdb, freshdb_connection, freshdb_engine, freshdb_server, n):
+            names = freshdb_connection.execute(text("SELECT name FROM items")).scalars()
+            assert list(names) == ["seed"]
+            freshdb_connection.execute(
+                text("INSERT INTO items (name) VALUES (:name)"), {"name": f"test {n}"}
+            )
+            freshdb_connection.commit()
+            with freshdb_engine.connect() as other:  # the write is really there
+                count = other.execute(text("SELECT count(*) FROM items")).scalar_one()
+                assert count == 2
+            record(f"{n:02d}", freshdb.name, freshdb_server.template)
+        """,
     )
     result = run(inner_project, *inner_options, "-v")
     result.assert_outcomes(passed=50)
@@ -113,26 +100,25 @@ def test_xdist_workers_share_one_server_and_template_and_leave_no_copy(
     postgres_admin: AdminView,
     workers: int,
 ) -> None:
-    inner_project.makepyfile(
-        test_parallel=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
-            from sqlalchemy import text
+    write_tests(
+        inner_project,
+        "test_parallel",
+        """
+        import pytest
+        from sqlalchemy import text
 
 
-            @pytest.mark.parametrize("n", range(24))
-            def test_parallel(freshdb, freshdb_connection, freshdb_server, n):
-                count = freshdb_connection.execute(text("SELECT count(*) FROM items"))
-                assert count.scalar_one() == 1
-                freshdb_connection.execute(text("INSERT INTO items (name) VALUES ('x')"))
-                freshdb_connection.commit()
-                record(
-                    f"{n:02d}", WORKER, freshdb.name, freshdb_server.template,
-                    freshdb_server.url.port,
-                )
-            """
-        )
+        @pytest.mark.parametrize("n", range(24))
+        def test_parallel(freshdb, freshdb_connection, freshdb_server, n):
+            count = freshdb_connection.execute(text("SELECT count(*) FROM items"))
+            assert count.scalar_one() == 1
+            freshdb_connection.execute(text("INSERT INTO items (name) VALUES ('x')"))
+            freshdb_connection.commit()
+            record(
+                f"{n:02d}", WORKER, freshdb.name, freshdb_server.template,
+                freshdb_server.url.port,
+            )
+        """,
     )
     result = run(inner_project, *inner_options, "-n", str(workers))
     result.assert_outcomes(passed=24)
@@ -160,26 +146,25 @@ def test_xdist_throwaway_server_is_started_once_and_removed_at_the_end(
     fresh_prefix: str,
     docker_client: Any,
 ) -> None:
-    inner_project.makepyfile(
-        test_throwaway=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
+    write_tests(
+        inner_project,
+        "test_throwaway",
+        """
+        import pytest
 
-            from freshdb.backends.containers import list_managed_containers
-            from freshdb.backends.docker_discovery import connect_docker
+        from freshdb.backends.containers import list_managed_containers
+        from freshdb.backends.docker_discovery import connect_docker
 
 
-            @pytest.mark.parametrize("n", range(8))
-            def test_shared(freshdb, freshdb_server, n):
-                client, _ = connect_docker()
-                prefix = freshdb_server.settings.prefix
-                modes = sorted(
-                    c.labels["io.freshdb.mode"] for c in list_managed_containers(client, prefix)
-                )
-                record(n, WORKER, freshdb.url.port, ",".join(modes))
-            """
-        )
+        @pytest.mark.parametrize("n", range(8))
+        def test_shared(freshdb, freshdb_server, n):
+            client, _ = connect_docker()
+            prefix = freshdb_server.settings.prefix
+            modes = sorted(
+                c.labels["io.freshdb.mode"] for c in list_managed_containers(client, prefix)
+            )
+            record(n, WORKER, freshdb.url.port, ",".join(modes))
+        """,
     )
     result = run(
         inner_project,

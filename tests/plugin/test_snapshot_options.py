@@ -11,6 +11,7 @@ from freshdb.errors import ConfigurationError
 from freshdb.pytest_plugin.options import SnapshotRequest, marker_overrides, marker_snapshot
 from freshdb.pytest_plugin.reporting import summary_lines
 
+from .conftest import worker_report
 from .test_loading import RECORDING_CONFTEST, loaded_after
 
 pytest_plugins = ["pytester"]
@@ -57,22 +58,8 @@ def test_a_key_without_a_seed_is_a_clear_error() -> None:
 
 def test_the_summary_says_which_worker_built_a_snapshot_and_who_reused_it() -> None:
     def report(worker: str, snapshot_reused: bool) -> dict[str, object]:
-        return {
-            "worker": worker,
-            "engine": "postgres",
-            "image": "img:1",
-            "mode": "sticky",
-            "url": "postgresql+psycopg://postgres:***@127.0.0.1:5432/postgres",
-            "container": "p-postgres-1",
-            "server_reused": True,
-            "template": "p_t_0123",
-            "template_reused": True,
-            "template_build_seconds": 0.0,
-            "pool": dict.fromkeys(("size", "acquired", "waits", "wait_seconds"), 0),
-            "snapshots": [
-                {"name": "p_t_4567", "reused": snapshot_reused, "build_seconds": 0.25},
-            ],
-        }
+        snapshot = {"name": "p_t_4567", "reused": snapshot_reused, "build_seconds": 0.25}
+        return worker_report(worker, snapshots=[snapshot])
 
     lines = summary_lines([report("gw0", True), report("gw1", False)], [], verbose=False)
     assert lines[2:] == [

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from freshdb import naming
 
 from ..conftest import IMAGE_VARIABLES, ServerUnderTest
-from .conftest import AdminView, records
+from .conftest import RECORD, AdminView, records, write_tests
 
 pytest_plugins = ["pytester"]
 pytestmark = [pytest.mark.docker, pytest.mark.server]
@@ -50,19 +50,11 @@ CONFTEST = textwrap.dedent(
     """
 )
 
-RECORD = textwrap.dedent(
+#: The inner tests' helpers: ``record`` and ``WORKER``, ``names`` and ``write``, pytest.
+HELPERS = RECORD + textwrap.dedent(
     """
-    import os
-    from pathlib import Path
-
+    import pytest
     from sqlalchemy import text
-
-    OUT = Path(__file__).parent / "out"
-    WORKER = os.environ.get("PYTEST_XDIST_WORKER", "main")
-
-
-    def record(name, *values):
-        (OUT / str(name)).write_text(" ".join(str(v) for v in values))
 
 
     def names(connection):
@@ -97,34 +89,31 @@ def seeded_project(inner_project: pytest.Pytester) -> pytest.Pytester:
 def test_each_test_gets_a_fresh_copy_of_the_seeded_state_seeded_once_across_sessions(
     seeded_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
 ) -> None:
-    seeded_project.makepyfile(
-        test_seeded=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
+    write_tests(
+        seeded_project,
+        "test_seeded",
+        """
+        @pytest.mark.parametrize("n", range(6))
+        def test_fixture(reference_db, n):
+            with reference_db.engine().connect() as connection:
+                assert names(connection) == ["alpha", "beta", "gamma", "seed"]
+                write(connection, f"written by {n}")  # never seen by the next test
+                assert len(names(connection)) == 5
+            record(f"fixture{n}", reference_db.name)
 
 
-            @pytest.mark.parametrize("n", range(6))
-            def test_fixture(reference_db, n):
-                with reference_db.engine().connect() as connection:
-                    assert names(connection) == ["alpha", "beta", "gamma", "seed"]
-                    write(connection, f"written by {n}")  # never seen by the next test
-                    assert len(names(connection)) == 5
-                record(f"fixture{n}", reference_db.name)
+        @pytest.mark.freshdb(snapshot="seed_mod:seed")
+        @pytest.mark.parametrize("n", range(3))
+        def test_marker(freshdb, freshdb_connection, n):
+            assert names(freshdb_connection) == ["alpha", "beta", "gamma", "seed"]
+            write(freshdb_connection, f"marker {n}")
+            record(f"marker{n}", freshdb.name)
 
 
-            @pytest.mark.freshdb(snapshot="seed_mod:seed")
-            @pytest.mark.parametrize("n", range(3))
-            def test_marker(freshdb, freshdb_connection, n):
-                assert names(freshdb_connection) == ["alpha", "beta", "gamma", "seed"]
-                write(freshdb_connection, f"marker {n}")
-                record(f"marker{n}", freshdb.name)
-
-
-            def test_unmarked_tests_get_the_template(freshdb_connection):
-                assert names(freshdb_connection) == ["seed"]
-            """
-        )
+        def test_unmarked_tests_get_the_template(freshdb_connection):
+            assert names(freshdb_connection) == ["seed"]
+        """,
+        helpers=HELPERS,
     )
     result = run(seeded_project, *inner_options)
     result.assert_outcomes(passed=10)
@@ -151,21 +140,18 @@ def test_each_test_gets_a_fresh_copy_of_the_seeded_state_seeded_once_across_sess
 def test_under_xdist_the_seed_runs_once_for_all_workers(
     seeded_project: pytest.Pytester, inner_options: list[str]
 ) -> None:
-    seeded_project.makepyfile(
-        test_parallel=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
-
-
-            @pytest.mark.parametrize("n", range(12))
-            def test_parallel(reference_db, n):
-                with reference_db.engine().connect() as connection:
-                    assert names(connection) == ["alpha", "beta", "gamma", "seed"]
-                    write(connection, f"written by {n}")
-                record(f"{n:02d}", WORKER, reference_db.name)
-            """
-        )
+    write_tests(
+        seeded_project,
+        "test_parallel",
+        """
+        @pytest.mark.parametrize("n", range(12))
+        def test_parallel(reference_db, n):
+            with reference_db.engine().connect() as connection:
+                assert names(connection) == ["alpha", "beta", "gamma", "seed"]
+                write(connection, f"written by {n}")
+            record(f"{n:02d}", WORKER, reference_db.name)
+        """,
+        helpers=HELPERS,
     )
     result = run(seeded_project, *inner_options, "-n", "2")
     result.assert_outcomes(passed=12)
@@ -179,20 +165,17 @@ def test_under_xdist_the_seed_runs_once_for_all_workers(
 def test_keep_failed_keeps_a_failing_tests_snapshot_copy(
     seeded_project: pytest.Pytester, inner_options: list[str], postgres_admin: AdminView
 ) -> None:
-    seeded_project.makepyfile(
-        test_fails=RECORD
-        + textwrap.dedent(
-            """
-            import pytest
-
-
-            @pytest.mark.parametrize("n", range(2))
-            def test_maybe_fails(reference_db, n):
-                with reference_db.engine().connect() as connection:
-                    write(connection, f"written by {n}")
-                assert n == 0, "test 1 fails on purpose"
-            """
-        )
+    write_tests(
+        seeded_project,
+        "test_fails",
+        """
+        @pytest.mark.parametrize("n", range(2))
+        def test_maybe_fails(reference_db, n):
+            with reference_db.engine().connect() as connection:
+                write(connection, f"written by {n}")
+            assert n == 0, "test 1 fails on purpose"
+        """,
+        helpers=HELPERS,
     )
     result = run(seeded_project, *inner_options, "--freshdb-keep-failed")
     result.assert_outcomes(passed=1, failed=1)
@@ -225,43 +208,42 @@ def test_savepoint_mode_a_module_scope_and_another_engine_family(
 ) -> None:
     # The run's --freshdb-image is a Postgres image: a MySQL-family server takes its own.
     monkeypatch.setenv(IMAGE_VARIABLES[mysql_family.engine], mysql_family.image)
-    seeded_project.makepyfile(
-        test_more=RECORD
-        + textwrap.dedent(
-            f"""
-            import pytest
-            from sqlalchemy import text
+    write_tests(
+        seeded_project,
+        "test_more",
+        f"""
+        from sqlalchemy import text
 
-            from freshdb.pytest_plugin import snapshot_fixture
-            from seed_mod import seed
+        from freshdb.pytest_plugin import snapshot_fixture
+        from seed_mod import seed
 
-            shared_db = snapshot_fixture(seed, scope="module")
-
-
-            @pytest.mark.freshdb(snapshot=seed)
-            @pytest.mark.parametrize("n", range(2))
-            def test_savepoint_mode(freshdb_transaction, n):
-                # Each test's writes are rolled back on the worker's copy of the snapshot.
-                assert names(freshdb_transaction) == ["alpha", "beta", "gamma", "seed"]
-                freshdb_transaction.execute(text("INSERT INTO items (name) VALUES ('x')"))
-                database = freshdb_transaction.execute(text("SELECT current_database()"))
-                record(f"savepoint{{n}}", database.scalar_one())
+        shared_db = snapshot_fixture(seed, scope="module")
 
 
-            @pytest.mark.parametrize("n", range(2))
-            def test_module_scope_shares_one_copy(shared_db, n):
-                with shared_db.engine().connect() as connection:
-                    write(connection, f"shared {{n}}")
-                    assert len(names(connection)) == 5 + n  # the first test's row stays
-                record(f"shared{{n}}", shared_db.name)
+        @pytest.mark.freshdb(snapshot=seed)
+        @pytest.mark.parametrize("n", range(2))
+        def test_savepoint_mode(freshdb_transaction, n):
+            # Each test's writes are rolled back on the worker's copy of the snapshot.
+            assert names(freshdb_transaction) == ["alpha", "beta", "gamma", "seed"]
+            freshdb_transaction.execute(text("INSERT INTO items (name) VALUES ('x')"))
+            database = freshdb_transaction.execute(text("SELECT current_database()"))
+            record(f"savepoint{{n}}", database.scalar_one())
 
 
-            @pytest.mark.freshdb(engine="{mysql_family.engine}", snapshot=seed)
-            def test_mysql_family(freshdb_connection):
-                assert freshdb_connection.dialect.name in ("mysql", "mariadb")
-                assert names(freshdb_connection) == ["alpha", "beta", "gamma", "seed"]
-            """
-        )
+        @pytest.mark.parametrize("n", range(2))
+        def test_module_scope_shares_one_copy(shared_db, n):
+            with shared_db.engine().connect() as connection:
+                write(connection, f"shared {{n}}")
+                assert len(names(connection)) == 5 + n  # the first test's row stays
+            record(f"shared{{n}}", shared_db.name)
+
+
+        @pytest.mark.freshdb(engine="{mysql_family.engine}", snapshot=seed)
+        def test_mysql_family(freshdb_connection):
+            assert freshdb_connection.dialect.name in ("mysql", "mariadb")
+            assert names(freshdb_connection) == ["alpha", "beta", "gamma", "seed"]
+        """,
+        helpers=HELPERS,
     )
     result = run(seeded_project, *inner_options)
     result.assert_outcomes(passed=5)

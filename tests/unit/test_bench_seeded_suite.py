@@ -13,6 +13,8 @@ from benchmarks.seeded_suite import (
     variants,
 )
 
+FLOOR_URL = "postgresql+psycopg://bench@localhost/peer_seeded_shared"
+
 
 def test_the_seed_inserts_the_announced_rows() -> None:
     module = ast.parse(SEED_MODULE)
@@ -24,7 +26,7 @@ def test_the_seed_inserts_the_announced_rows() -> None:
 
 
 def test_every_variant_but_the_reference_expects_the_seeded_rows() -> None:
-    expected = {variant.key: variant.expected_rows for variant in variants()}
+    expected = {variant.key: variant.expected_rows for variant in variants(FLOOR_URL)}
     assert expected.pop("unseeded") == UNSEEDED_ROWS
     assert set(expected.values()) == {UNSEEDED_ROWS + SEEDED_ROWS}
 
@@ -38,7 +40,7 @@ def test_the_snapshot_row_is_judged_against_unseeded_copies() -> None:
         "unseeded": [3.0, 3.0],
     }
     report = Report()
-    report.extend(_overhead_figures(variants(), walls, 100))
+    report.extend(_overhead_figures(variants(FLOOR_URL), walls, 100))
     snapshot = report.get("seeded.overhead.snapshot")
     assert snapshot is not None and snapshot.summary is not None
     assert snapshot.summary.median == 35.0  # ((4 - 1) + (5 - 1)) / 2 s over 100 tests
@@ -46,5 +48,5 @@ def test_the_snapshot_row_is_judged_against_unseeded_copies() -> None:
     assert report.missed() == []
     walls["snapshot"] = [6.0, 6.0]  # 50 ms against 20 ms: more than twice
     report = Report()
-    report.extend(_overhead_figures(variants(), walls, 100))
+    report.extend(_overhead_figures(variants(FLOOR_URL), walls, 100))
     assert [figure.key for figure, _ in report.missed()] == ["seeded.overhead.snapshot"]

@@ -117,17 +117,24 @@ def _snapshot_lines(members: Sequence[Mapping[str, Any]]) -> list[str]:
             users.setdefault(str(snapshot["name"]), []).append((str(member["worker"]), snapshot))
     lines = []
     for name, used in users.items():
-        builders = [(worker, s) for worker, s in used if s.get("reused") is False]
-        if builders:
-            seconds = builders[0][1].get("build_seconds") or 0.0
-            how = f"built in {seconds:.2f} s"
-            if len(used) > 1:
-                how += f" by {', '.join(worker for worker, _ in builders)}"
-                how += f", reused by {len(used) - len(builders)} other worker(s)"
-        else:
-            how = "reused"
-        lines.append(f"  snapshot: {name} ({how})")
+        builders = [(w, s.get("build_seconds")) for w, s in used if s.get("reused") is False]
+        lines.append(f"  snapshot: {name} ({_how_built(builders, len(used))})")
     return lines
+
+
+def _how_built(builders: Sequence[tuple[str, Any]], users: int) -> str:
+    """How the workers of one server got a template or snapshot ``users`` of them used.
+
+    ``builders`` are the (worker, build seconds) of those that built it: none, it was
+    reused; with several users, who built it and how many others reused it.
+    """
+    if not builders:
+        return "reused"
+    how = f"built in {builders[0][1] or 0.0:.2f} s"
+    if users > 1:
+        how += f" by {', '.join(worker for worker, _ in builders)}"
+        how += f", reused by {users - len(builders)} other worker(s)"
+    return how
 
 
 def summary_lines(
@@ -151,16 +158,12 @@ def summary_lines(
             state = "started"
         lines.append(f"{engine} {where} ({state}), image {first.get('image') or '-'}")
         lines.append(f"  url:      {url}")
-        builders = [m for m in members if m.get("template_reused") is False]
-        if builders:
-            seconds = builders[0].get("template_build_seconds") or 0.0
-            built = f"built in {seconds:.2f} s"
-            if len(members) > 1:
-                built += f" by {', '.join(str(m['worker']) for m in builders)}"
-                built += f", reused by {len(members) - len(builders)} other worker(s)"
-        else:
-            built = "reused"
-        lines.append(f"  template: {template} ({built})")
+        builders = [
+            (str(m["worker"]), m.get("template_build_seconds"))
+            for m in members
+            if m.get("template_reused") is False
+        ]
+        lines.append(f"  template: {template} ({_how_built(builders, len(members))})")
         lines.extend(_snapshot_lines(members))
         if verbose:
             for member in sorted(members, key=lambda m: str(m["worker"])):
