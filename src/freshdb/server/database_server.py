@@ -149,7 +149,8 @@ class DatabaseServer:
         address = running.address
         prefix = self.settings.prefix
         self._owner = naming.new_owner_id()
-        self._lease = self.dialect.connect(address)
+        # The start may have opened (and checked) an admin connection already.
+        self._lease = backend.take_admin_connection() or self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
         self._logins.use(address)
         self._logins.accept(self._driver)
