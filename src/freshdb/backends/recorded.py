@@ -138,13 +138,15 @@ class RecordedStickyBackend(ServerBackend):
                 str(records.lock_path(record.name, record.docker_url)),
                 timeout=self.settings.startup_timeout + 60,
             ):
-                # Under the lock, as the long way does: a retirer holding it now has
-                # decided (and the engine's answer below says so); one taking it
-                # later sees this start and spares the container.
-                records.record_start(record.name, record.docker_url)
+                # Under the lock, as the long way does: a retirer that held it has
+                # decided (the engine's answer says so); one taking it later sees
+                # this start and spares the container. Only a container this start
+                # uses is marked as wanted: a superseded one must stay retirable.
+                why_not = self._engine_says(record, path, server_port)
+                if why_not is None:
+                    records.record_start(record.name, record.docker_url)
         except filelock.Timeout:
             return None  # the long way says who holds it
-        why_not = self._engine_says(record, path, server_port)
         if why_not is None:
             why_not = self._check_identity(record)
         if why_not is not None:
