@@ -114,6 +114,9 @@ class DatabaseServer:
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
             )
             running = backend.start()
+            log.debug(
+                "start: server %s in %.3f s", running.container_name or "", running.startup_seconds
+            )
             self._gone = None
             try:
                 self._begin_session(backend, running, migrator)
@@ -154,6 +157,7 @@ class DatabaseServer:
         self.dialect.take_owner_lease(self._lease, self._owner)
         self._logins.use(address)
         self._logins.accept(self._driver)
+        log.debug("start: lease taken")
         template, self._reaped = prepare_template(
             self.settings, self.dialect, backend, address, self._lease, self._owner, migrator
         )
@@ -173,6 +177,7 @@ class DatabaseServer:
             server_gone=self._gone_for_good,
         )
         pool.start()
+        log.debug("start: template %s ready, pool started", template.name)
         self._pool = pool
 
     def stop(self) -> None:
