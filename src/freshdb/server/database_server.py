@@ -26,7 +26,7 @@ from freshdb.database import Database
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.drivers import configured_driver
-from freshdb.engine_factory import EngineFactory
+from freshdb.engine_factory import EngineFactory, sync_driver
 from freshdb.errors import (
     AcquireCancelledError,
     FreshDBError,
@@ -38,7 +38,11 @@ from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.server.copy_worker import CopyWorkers, SqlCopyWorker
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
-from freshdb.server.preparation import prepare_template, template_origin
+from freshdb.server.preparation import (
+    import_dialect_meanwhile,
+    prepare_template,
+    template_origin,
+)
 from freshdb.template import Template
 
 log = logging.getLogger("freshdb")
@@ -109,6 +113,7 @@ class DatabaseServer:
             if self._pool is not None:
                 return self
             started = time.perf_counter()
+            import_dialect_meanwhile(sync_driver(self._driver, self.dialect.family).sqlalchemy_name)
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
