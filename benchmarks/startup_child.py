@@ -84,8 +84,10 @@ def freshdb_breakdown(options: dict[str, Any]) -> None:
 
 
 def import_freshdb(options: dict[str, Any]) -> None:
-    """Only import freshdb (what a new process pays before any work)."""
-    import freshdb  # noqa: F401
+    """Only import what any first database needs (what a new process pays before any
+    work): freshdb's server machinery with SQLAlchemy, and the Postgres driver."""
+    import freshdb.dialects.postgres
+    import freshdb.server  # noqa: F401
 
     _ready()
 

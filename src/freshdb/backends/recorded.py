@@ -31,8 +31,6 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-import filelock
-
 from freshdb.backends import records
 from freshdb.backends.base import ProgramRunner, RunningServer, ServerBackend
 from freshdb.backends.local_engine import EngineQueryError, LocalEngine, socket_path
@@ -134,8 +132,8 @@ class RecordedStickyBackend(ServerBackend):
         if path is None:
             return None  # only a local engine is asked without the SDK
         try:
-            with filelock.FileLock(
-                str(records.lock_path(record.name, record.docker_url)),
+            with records.start_lock_held(
+                records.lock_path(record.name, record.docker_url),
                 timeout=self.settings.startup_timeout + 60,
             ):
                 # Under the lock, as the long way does: a retirer that held it has
@@ -145,7 +143,7 @@ class RecordedStickyBackend(ServerBackend):
                 why_not = self._engine_says(record, path, server_port)
                 if why_not is None:
                     records.record_start(record.name, record.docker_url)
-        except filelock.Timeout:
+        except records.StartLockTimeout:
             return None  # the long way says who holds it
         if why_not is None:
             why_not = self._check_identity(record)
