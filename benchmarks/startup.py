@@ -121,9 +121,8 @@ def breakdown(image: str, samples: int) -> dict[str, list[tuple[str, float]]]:
 
 
 def _step(message: str) -> str:
-    """A step's name without its own figures and names (they vary run by run)."""
-    words = [w for w in message.split() if not any(c.isdigit() for c in w)]
-    return " ".join(w for w in words if not w.startswith(("bcold", PREFIX + "-", PREFIX + "_")))
+    """A step's name without its figures (in brackets: they vary run by run)."""
+    return message.split(" (")[0]
 
 
 def remove_prefix(prefix: str) -> None:

@@ -70,7 +70,7 @@ def freshdb_breakdown(options: dict[str, Any]) -> None:
         mode=options["mode"],
         prefix=options["prefix"],
     )
-    mark("DatabaseServer made (dialect and driver imported)")
+    mark("DatabaseServer made: dialect and driver imported")
     with server:
         mark("start() returned")
         with server.database() as database:

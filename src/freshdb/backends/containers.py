@@ -186,7 +186,7 @@ def wait_ready(
             with attempt:
                 address = probe()
                 log.debug(
-                    "start: %s answered after %.3f s (%d probes)",
+                    "start: server answered (%s, after %.3f s, %d probes)",
                     container.name,
                     time.perf_counter() - waited,
                     attempt.retry_state.attempt_number,

@@ -108,7 +108,7 @@ class DockerBackend(ServerBackend):
             )
         image = self.ensure_image(client)
         self.image_id = image.id
-        log.debug("start: Docker client and image in %.3f s", time.perf_counter() - started)
+        log.debug("start: Docker client and image (%.3f s)", time.perf_counter() - started)
         spec = self.dialect.container_spec(self.settings, self.image_name, "")
         check_image_port(image, self.image_name, self.settings.engine, spec.port)
         if self.settings.mode == "throwaway":
@@ -128,7 +128,7 @@ class DockerBackend(ServerBackend):
                 THROWAWAYS.forget(container.id or "")
                 remove_container(container)
             raise
-        log.debug("start: server checked at %.3f s", time.perf_counter() - started)
+        log.debug("start: server version checked (at %.3f s)", time.perf_counter() - started)
         if not reused:
             self.dialect.prepare_new_server(address)
         self._container = container
@@ -316,7 +316,7 @@ class DockerBackend(ServerBackend):
         shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
         created = time.perf_counter()
         container = self._create(client, name, shape_hash, image, password, reach)
-        log.debug("start: container created and started in %.3f s", time.perf_counter() - created)
+        log.debug("start: container created and started (%.3f s)", time.perf_counter() - created)
         THROWAWAYS.remember(container)
         try:
             return container, self._wait_ready(container, spec, reach)

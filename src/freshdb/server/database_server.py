@@ -120,7 +120,9 @@ class DatabaseServer:
             )
             running = backend.start()
             log.debug(
-                "start: server %s in %.3f s", running.container_name or "", running.startup_seconds
+                "start: server found or started (%s, %.3f s)",
+                running.container_name or "",
+                running.startup_seconds,
             )
             self._gone = None
             try:
@@ -182,7 +184,7 @@ class DatabaseServer:
             server_gone=self._gone_for_good,
         )
         pool.start()
-        log.debug("start: template %s ready, pool started", template.name)
+        log.debug("start: template ready, pool started (%s)", template.name)
         self._pool = pool
 
     def stop(self) -> None:
