@@ -197,6 +197,8 @@ class RecordedStickyBackend(ServerBackend):
         image_id, docker_url = backend.image_id, backend.docker_url
         if not (running.container_id and running.container_name and image_id and docker_url):
             return
+        if socket_path(docker_url) is None:
+            return  # no start could check it without the SDK
         try:
             conn = self.dialect.connect(running.address)
         except Exception as exc:
