@@ -8,7 +8,8 @@ interpreter, the imports and the work, as a developer's test run pays them.
   container starts, the template is built, and the first copy made;
 - warm: the bench sticky server and its template exist: a new process reuses both
   and takes the first copy its pool makes;
-- import alone: a new process that only imports freshdb (part of the warm figure);
+- import alone: a new process that only imports what any first database needs
+  (``freshdb.server``, SQLAlchemy, psycopg; part of the warm figure);
 - testcontainers: ``PostgresContainer`` start -> first query, for reference (no
   schema, no tmpfs: its own defaults). Its Ryuk reaper is disabled (no registry
   here to pull it from); containers are labelled and removed by the label.
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import secrets
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -73,6 +75,65 @@ def time_child(kind: str, options: dict[str, Any]) -> float:
         return elapsed
 
 
+def child_output(kind: str, options: dict[str, Any]) -> str:
+    """What a child printed on stdout (it is run to its end)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "benchmarks.startup_child", kind, json.dumps(options)],
+        cwd=REPOSITORY,
+        capture_output=True,
+        text=True,
+        timeout=CHILD_TIMEOUT,
+        check=False,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(f"start-up child {kind} failed:\n{result.stderr[-3000:]}")
+    return result.stdout
+
+
+def breakdown(image: str, samples: int) -> dict[str, list[tuple[str, float]]]:
+    """Cold and warm starts step by step: per kind, (step, median seconds since the
+    step before) in order. Cold: a throwaway server of a new prefix each time; warm:
+    the bench sticky server (started once untimed first)."""
+    base = {"schema": str(POSTGRES_SCHEMA), "image": image, "query": FIRST_QUERY}
+    kinds = {"cold": {**base, "mode": "throwaway"}, "warm": {**base, "mode": "sticky"}}
+    child_output("breakdown", {**kinds["warm"], "prefix": PREFIX})  # warm it up
+    table: dict[str, list[tuple[str, float]]] = {}
+    for kind, options in kinds.items():
+        runs = []
+        for _ in range(samples):
+            prefix = "bcold" + secrets.token_hex(4) if kind == "cold" else PREFIX
+            try:
+                lines = child_output("breakdown", {**options, "prefix": prefix}).splitlines()
+            finally:
+                if kind == "cold":
+                    remove_prefix(prefix)
+            runs.append([(_step(step), at) for at, step in json.loads(lines[-1])])
+        steps = [step for step, _ in runs[0]]
+        table[kind] = []
+        for index, step in enumerate(steps):
+            durations = [
+                marks[index][1] - (marks[index - 1][1] if index else 0.0)
+                for marks in runs
+                if len(marks) == len(steps)
+            ]
+            table[kind].append((step, statistics.median(durations)))
+    return table
+
+
+def _step(message: str) -> str:
+    """A step's name without its figures (in brackets: they vary run by run)."""
+    return message.split(" (")[0]
+
+
+def remove_prefix(prefix: str) -> None:
+    """Remove the containers of ``prefix`` (a cold sample's)."""
+    from freshdb.backends.docker_discovery import connect_docker
+
+    client, _ = connect_docker()
+    for container in list_managed_containers(client, prefix):
+        remove_container(container)
+
+
 def run(context: BenchContext) -> list[Figure]:
     """Cold, warm, import-only and testcontainers start-up times."""
     base = {"schema": str(POSTGRES_SCHEMA), "image": context.postgres_image, "query": FIRST_QUERY}
@@ -124,7 +185,7 @@ def run(context: BenchContext) -> list[Figure]:
         Figure(
             "startup.import",
             GROUP,
-            "(of which: python -c 'import freshdb')",
+            "(of which: importing freshdb.server, SQLAlchemy and psycopg)",
             "s",
             Summary.of(imports),
         ),
@@ -138,3 +199,18 @@ def run(context: BenchContext) -> list[Figure]:
             note="no schema and no tmpfs: its defaults; for reference",
         ),
     ]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    parser = argparse.ArgumentParser(description="cold and warm start-up, step by step")
+    parser.add_argument("--samples", type=int, default=5)
+    arguments = parser.parse_args()
+    image = os.environ.get("FRESHDB_POSTGRES_IMAGE", "postgres:17")
+    for kind, steps in breakdown(image, arguments.samples).items():
+        print(f"{kind} (median of {arguments.samples}; seconds since the step before)")
+        total = 0.0
+        for step, seconds in steps:
+            total += seconds
+            print(f"  {seconds:7.3f}  {total:7.3f}  {step}")

@@ -35,9 +35,59 @@ def freshdb_first_database(options: dict[str, Any]) -> None:
         _ready()
 
 
+def freshdb_breakdown(options: dict[str, Any]) -> None:
+    """As :func:`freshdb_first_database`, printing when each step ended (a JSON line of
+    ``[seconds since the child's first line, step]``) after ``READY``.
+
+    The steps are the child's own marks and freshdb's ``start:`` debug log lines.
+    """
+    import logging
+    import time
+
+    began = time.perf_counter()
+    marks: list[tuple[float, str]] = []
+
+    def mark(step: str) -> None:
+        marks.append((round(time.perf_counter() - began, 4), step))
+
+    class Marks(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            message = record.getMessage()
+            if message.startswith("start: "):
+                mark(message.removeprefix("start: "))
+
+    import freshdb
+    from freshdb.server import DatabaseServer
+
+    mark("imported freshdb.server")
+    logger = logging.getLogger("freshdb")
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(Marks())
+    server = DatabaseServer(
+        "postgres",
+        schema=options["schema"],
+        image=options["image"],
+        mode=options["mode"],
+        prefix=options["prefix"],
+    )
+    mark("DatabaseServer made: dialect and driver imported")
+    with server:
+        mark("start() returned")
+        with server.database() as database:
+            mark("first database handed out")
+            with database.engine().connect() as connection:
+                connection.exec_driver_sql(options["query"]).scalar()
+                mark("first query answered")
+                _ready()
+    assert isinstance(freshdb.__version__, str)
+    print(json.dumps(marks), flush=True)
+
+
 def import_freshdb(options: dict[str, Any]) -> None:
-    """Only import freshdb (what a new process pays before any work)."""
-    import freshdb  # noqa: F401
+    """Only import what any first database needs (what a new process pays before any
+    work): freshdb's server machinery with SQLAlchemy, and the Postgres driver."""
+    import freshdb.dialects.postgres
+    import freshdb.server  # noqa: F401
 
     _ready()
 
@@ -66,6 +116,7 @@ def testcontainers_first_query(options: dict[str, Any]) -> None:
 
 KINDS = {
     "freshdb": freshdb_first_database,
+    "breakdown": freshdb_breakdown,
     "import": import_freshdb,
     "testcontainers": testcontainers_first_query,
 }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -646,3 +647,42 @@ def test_configuration_precedence_in_a_real_run(
             "pool 6 per worker *"
         ]
     )
+
+
+# -- what the terminal shows while a template builds --------------------------------------
+@pytest.mark.server
+def test_a_long_template_build_shows_its_progress_in_pytests_output(
+    inner_project: pytest.Pytester, inner_options: list[str]
+) -> None:
+    # A directory of slow SQL migrations (a token makes this test's template its own).
+    token = secrets.token_hex(6)
+    migrations = inner_project.path / "migrations"
+    migrations.mkdir()
+    (migrations / "001_items.sql").write_text(
+        f"CREATE TABLE items (name varchar(100)); -- {token}\nSELECT pg_sleep(0.7);\n"
+    )
+    (migrations / "002_slow.sql").write_text("SELECT pg_sleep(0.7);\n")
+    (migrations / "003_seed.sql").write_text("INSERT INTO items VALUES ('seed');\n")
+    inner_project.makepyfile(
+        test_progress="""
+        from sqlalchemy import text
+
+
+        def test_seeded(freshdb_connection):
+            assert freshdb_connection.execute(text("SELECT name FROM items")).scalar() == "seed"
+        """
+    )
+    options = [*inner_options, "-o", f"freshdb_schema={migrations}"]
+    built = run(inner_project, *options)
+    built.assert_outcomes(passed=1)
+    # Output capturing is on (no -s): the lines are written past it, on the terminal.
+    built.stdout.fnmatch_lines(
+        [
+            "*freshdb: building template *: 1/3 001_items.sql (0.0 s)",
+            "freshdb: building template *: 3/3 003_seed.sql (*.* s)",
+        ]
+    )
+    reused = run(inner_project, *options)
+    reused.assert_outcomes(passed=1)
+    reused.stdout.fnmatch_lines(["*freshdb: template * reused (*"])
+    assert "building template" not in reused.stdout.str()

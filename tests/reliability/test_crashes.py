@@ -107,6 +107,10 @@ def hold(*args, **kwargs):
     time.sleep(600)
 
 sticky.find_or_create = hold
+# The recorded address would reach the server without Docker's way (and its lock
+# holder): this start must take Docker's way.
+from freshdb.backends.recorded import RecordedStickyBackend
+RecordedStickyBackend._reuse = lambda *args, **kwargs: None
 freshdb.DatabaseServer(P["engine"], image=P["image"], mode="sticky", prefix=P["prefix"]).start()
 """
 

@@ -28,6 +28,11 @@ def backend_for(
         from freshdb.backends.external import ExternalBackend
 
         return ExternalBackend(settings, dialect)
+    if settings.mode == "sticky":
+        # Reaches a server found before without loading the Docker SDK when it can.
+        from freshdb.backends.recorded import RecordedStickyBackend
+
+        return RecordedStickyBackend(settings, dialect, retire_superseded=retire_superseded)
     from freshdb.backends.docker import DockerBackend
 
     return DockerBackend(settings, dialect, retire_superseded=retire_superseded)

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, BinaryIO, Protocol
 
-from freshdb.dialects.base import ServerAddress
+from freshdb.dialects.base import DBAPIConnection, ServerAddress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,6 +21,9 @@ class RunningServer:
     image: str | None = None
     reused: bool = False
     startup_seconds: float = 0.0
+    #: Reached at the address a previous start recorded, without the Docker SDK
+    #: (see :mod:`freshdb.backends.recorded`).
+    from_record: bool = False
 
     def describe(self) -> dict[str, Any]:
         """A summary without secrets (for reports and ``stats()``)."""
@@ -32,6 +35,7 @@ class RunningServer:
             "container_id": self.container_id[:12] if self.container_id else None,
             "image": self.image,
             "reused": self.reused,
+            "from_record": self.from_record,
             "startup_seconds": round(self.startup_seconds, 3),
         }
 
@@ -67,6 +71,11 @@ class ServerBackend(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Let go of the server: a throwaway container is removed, others stay."""
+
+    def take_admin_connection(self) -> DBAPIConnection | None:
+        """An admin connection the start opened (and checked) already, handed over once
+        (the session keeps it as its lease); ``None`` if there is none."""
+        return None
 
     def check_alive(self) -> bool:
         """Whether the server is still there (used to tell a dead server from a bug).

@@ -90,6 +90,8 @@ class DockerBackend(ServerBackend):
         self._docker_url = ""
         self._container: Container | None = None
         self._reach: Reachability | None = None  # where published ports are reached (CLI)
+        #: The id of the image the server was started from (known once started).
+        self.image_id: str | None = None
 
     # -- public ---------------------------------------------------------------
     def start(self) -> RunningServer:
@@ -105,6 +107,8 @@ class DockerBackend(ServerBackend):
                 reach.reason,
             )
         image = self.ensure_image(client)
+        self.image_id = image.id
+        log.debug("start: Docker client and image (%.3f s)", time.perf_counter() - started)
         spec = self.dialect.container_spec(self.settings, self.image_name, "")
         check_image_port(image, self.image_name, self.settings.engine, spec.port)
         if self.settings.mode == "throwaway":
@@ -124,6 +128,7 @@ class DockerBackend(ServerBackend):
                 THROWAWAYS.forget(container.id or "")
                 remove_container(container)
             raise
+        log.debug("start: server version checked (at %.3f s)", time.perf_counter() - started)
         if not reused:
             self.dialect.prepare_new_server(address)
         self._container = container
@@ -200,6 +205,23 @@ class DockerBackend(ServerBackend):
             return str(self.client().info().get("Name") or "") or None
         except docker.errors.DockerException:
             return None
+
+    @property
+    def docker_url(self) -> str:
+        """The URL of the Docker engine (empty until the client is connected)."""
+        return self._docker_url
+
+    def adopt(self, container_id: str) -> None:
+        """Take the container ``container_id`` as the server's, as if this backend had
+        started it (a start that found it without Docker hands it over this way)."""
+        try:
+            self._container = self.client().containers.get(container_id)
+        except docker.errors.NotFound:
+            self._container = None
+        except ENGINE_UNREACHABLE as exc:
+            raise DockerUnavailableError(
+                f"the Docker engine at {self._docker_url} does not answer ({one_line(exc)})"
+            ) from exc
 
     def client(self) -> docker.DockerClient:
         """The Docker client, connected on first use."""
@@ -292,7 +314,9 @@ class DockerBackend(ServerBackend):
         name = naming.throwaway_container_name(self.settings.prefix, self.settings.engine)
         password = secrets.token_urlsafe(18)
         shape_hash = naming.settings_hash(self._shape(image.id, spec, reach))
+        created = time.perf_counter()
         container = self._create(client, name, shape_hash, image, password, reach)
+        log.debug("start: container created and started (%.3f s)", time.perf_counter() - created)
         THROWAWAYS.remember(container)
         try:
             return container, self._wait_ready(container, spec, reach)

@@ -25,10 +25,8 @@ import datetime as dt
 import logging
 import secrets
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import platformdirs
 from docker.models.containers import Container
 
 import docker
@@ -39,18 +37,12 @@ from freshdb.backends.containers import (
     remove_container,
     start_container,
 )
+from freshdb.backends.records import lock_path, record_start, state_directory, usage_record
 from freshdb.config import Settings
 from freshdb.dialects.base import ContainerSpec, ServerAddress
 from freshdb.errors import ContainerConflictError, ServerStartError, one_line
 
 log = logging.getLogger("freshdb")
-
-
-def state_directory() -> Path:
-    """Per-user state (locks) shared by every freshdb process of this user."""
-    path = Path(platformdirs.user_state_dir("freshdb", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
 
 
 def container_shape(
@@ -82,29 +74,6 @@ def check_ours(container: Container, prefix: str) -> None:
             "(its labels say so); freshdb leaves it alone — rename or remove it yourself, "
             "or set FRESHDB_PREFIX to use other names"
         )
-
-
-def lock_path(name: str, docker_url: str) -> Path:
-    """The file lock a start or retirement of the container ``name`` takes."""
-    # The engine's URL salts the name: the same name on two engines is two containers.
-    path = state_directory() / "locks" / naming.lock_name(name, docker_url)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def usage_record(name: str, docker_url: str) -> Path:
-    """The file whose modification time says when a start last asked for ``name``."""
-    return state_directory() / "used" / naming.usage_record_name(name, docker_url)
-
-
-def record_start(name: str, docker_url: str) -> None:
-    """Note that a start asked for ``name`` now (best effort)."""
-    path = usage_record(name, docker_url)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.touch()
-    except OSError as exc:  # only retirement reads it; a start must not fail on it
-        log.debug("cannot record the start of %s in %s: %s", name, path, exc)
 
 
 def last_started(container: Container, docker_url: str) -> dt.datetime | None:

@@ -40,15 +40,25 @@ from typing import TYPE_CHECKING
 from freshdb.config import Settings
 
 if TYPE_CHECKING:
-    from freshdb.backends.docker import SupersededRetirer
+    from docker.models.images import Image
+
+    import docker
+    from freshdb.backends.docker import DockerBackend, SupersededRetirer
 
 
 def superseded_retirer(settings: Settings) -> SupersededRetirer | None:
     """What a sticky start of these settings calls to retire the idle containers it
     supersedes (:func:`~freshdb.cleanup.retirement.retire_superseded`); ``None`` for
-    other modes. Imported only then: it needs the Docker SDK."""
+    other modes. Imported only when called: it needs the Docker SDK."""
     if settings.mode != "sticky":
         return None
+    return _retire_superseded
+
+
+def _retire_superseded(
+    backend: DockerBackend, client: docker.DockerClient, image: Image, keep: str
+) -> None:
+    # Imported when called: a start that finds its server without Docker never is.
     from freshdb.cleanup.retirement import retire_superseded
 
-    return retire_superseded
+    retire_superseded(backend, client, image, keep)

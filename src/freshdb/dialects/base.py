@@ -286,6 +286,16 @@ class Dialect(abc.ABC):
     def server_release(self, conn: DBAPIConnection) -> tuple[Flavour, tuple[int, ...]]:
         """Which server answers, and its version: ``("mysql", (9, 7, 4))``."""
 
+    def server_identity(self, conn: DBAPIConnection) -> str | None:
+        """A value that tells this server apart from every other one, made when its data
+        directory was (``None``: the engine has none, and no start may trust a
+        recorded address of it).
+
+        A start that reuses a recorded address checks it, so a foreign server on a
+        reused port (or a newer container of the same name) is never taken for ours.
+        """
+        return None
+
     def check_supported(
         self, address: ServerAddress, engine: str, where: str, hint: str | None = None
     ) -> None:

@@ -57,11 +57,13 @@ def registry_of(config: pytest.Config) -> ServerRegistry:
     """
     servers = config.stash.get(REGISTRY, None)
     if servers is None:
-        from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry
+        from freshdb.pytest_plugin.servers import BrokerClient, ServerRegistry, terminal_progress
 
         setup = config.stash[SETUP]
         broker = BrokerClient(setup.broker_directory) if setup.broker_directory else None
-        servers = ServerRegistry(setup.arguments, setup.rootdir, setup.worker, broker)
+        servers = ServerRegistry(
+            setup.arguments, setup.rootdir, setup.worker, broker, terminal_progress(config)
+        )
         config.stash[REGISTRY] = servers
     return servers
 

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,8 @@ from freshdb.pytest_plugin.options import (
 )
 
 if TYPE_CHECKING:
+    import pytest
+
     # The server machinery (SQLAlchemy, drivers, Docker) is imported when a server is
     # first asked for: pytest creates the registry for every run.
     from freshdb import Snapshot
@@ -111,11 +113,15 @@ class ServerRegistry:
         rootdir: Path,
         worker: str,
         broker: BrokerClient | None = None,
+        progress: Callable[[str], None] | None = None,
     ) -> None:
         self.base_arguments = dict(base_arguments)
         self.rootdir = rootdir
         self.worker = worker
         self.broker = broker
+        #: Where a template build a server start runs shows its progress (pytest's
+        #: terminal); ``None``: only logged.
+        self.progress = progress
         self._default: ServerRequest | None = None
         self._specs: dict[tuple[Any, ...], ServerRequest] = {}
         self._servers: dict[tuple[Settings, object], RegistryEntry] = {}
@@ -186,7 +192,13 @@ class ServerRegistry:
         fields = dataclasses.asdict(settings)
         fields.pop("schema")
         server = DatabaseServer(schema=spec.schema, **fields)
-        server.start()
+        if self.progress is None:
+            server.start()
+        else:
+            from freshdb.template import build_progress_shown
+
+            with build_progress_shown(self.progress):
+                server.start()
         return RegistryEntry(server, shown_mode, container)
 
     # -- snapshots --------------------------------------------------------------------
@@ -278,6 +290,23 @@ class ServerRegistry:
                 except Exception as exc:
                     log.warning("stopping %r failed: %s", owned.server, exc)
         return list(self._reports.values())
+
+
+def terminal_progress(config: pytest.Config) -> Callable[[str], None] | None:
+    """Writes a line on pytest's terminal, past output capturing (a session server
+    starts inside a test's setup, whose output is captured); ``None`` where pytest
+    shows no terminal (an xdist worker: its controller shows the tests)."""
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return None
+    capture = config.pluginmanager.get_plugin("capturemanager")
+
+    def show(line: str) -> None:
+        with capture.global_and_fixture_disabled() if capture else contextlib.nullcontext():
+            reporter.ensure_newline()
+            reporter.write_line(line)
+
+    return show
 
 
 def _container_fields(settings: Settings) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from freshdb.database import Database
 from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.drivers import configured_driver
-from freshdb.engine_factory import EngineFactory
+from freshdb.engine_factory import EngineFactory, sync_driver
 from freshdb.errors import (
     AcquireCancelledError,
     FreshDBError,
@@ -39,7 +39,11 @@ from freshdb.pool import Cancellation, ClonePool, Copy
 from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
-from freshdb.server.preparation import prepare_template, template_origin
+from freshdb.server.preparation import (
+    import_dialect_meanwhile,
+    prepare_template,
+    template_origin,
+)
 from freshdb.server.snapshots import SessionSnapshots
 from freshdb.snapshot import Snapshot
 from freshdb.template import Template
@@ -113,11 +117,17 @@ class DatabaseServer:
             if self._pool is not None:
                 return self
             started = time.perf_counter()
+            import_dialect_meanwhile(sync_driver(self._driver, self.dialect.family).sqlalchemy_name)
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
             )
             running = backend.start()
+            log.debug(
+                "start: server found or started (%s, %.3f s)",
+                running.container_name or "",
+                running.startup_seconds,
+            )
             self._gone = None
             try:
                 self._begin_session(backend, running, migrator)
@@ -152,10 +162,12 @@ class DatabaseServer:
         self._engines = EngineFactory(self._driver)  # dialect state belongs to this server
         address = running.address
         self._owner = naming.new_owner_id()
-        self._lease = self.dialect.connect(address)
+        # The start may have opened (and checked) an admin connection already.
+        self._lease = backend.take_admin_connection() or self.dialect.connect(address)
         self.dialect.take_owner_lease(self._lease, self._owner)
         self._logins.use(address)
         self._logins.accept(self._driver)
+        log.debug("start: lease taken")
         template, self._reaped = prepare_template(
             self.settings, self.dialect, backend, address, self._lease, self._owner, migrator
         )
@@ -171,6 +183,7 @@ class DatabaseServer:
             engines=self._engines,
             server_gone=self._gone_for_good,
         )
+        log.debug("start: template ready, pool started (%s)", template.name)
         self._snapshots = SessionSnapshots(
             self.dialect,
             address,

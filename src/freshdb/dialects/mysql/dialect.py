@@ -95,6 +95,11 @@ class MySQLDialect(MySQLLocks):
         match = _SERVER_VERSION.match(version)
         return f"{flavour} {match.group(1)}.{match.group(2)}" if match else f"{flavour} {version}"
 
+    def server_identity(self, conn: DBAPIConnection) -> str | None:
+        # In a container, the host name is the container's own (Docker names it by
+        # its id): a foreign server, or a container created again, answers another.
+        return str(self.scalar(conn, "SELECT @@hostname"))
+
     def server_release(self, conn: DBAPIConnection) -> tuple[versions.Flavour, tuple[int, ...]]:
         version = str(self.scalar(conn, "SELECT VERSION()"))
         # MariaDB says so in its version ("10.11.18-MariaDB-0+deb12u1"); MySQL does not.
