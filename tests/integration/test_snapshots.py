@@ -8,12 +8,14 @@ import asyncio
 import contextlib
 import functools
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 import freshdb
 from freshdb import naming
@@ -387,6 +389,59 @@ def test_a_stopped_session_hands_out_no_snapshot_copies(engine: str, run_prefix:
         db.snapshot(unique_key())
     with pytest.raises(freshdb.FreshDBError, match="not started"):
         server.snapshot(seed_five_keep_three)
+
+
+def test_a_snapshot_built_while_the_server_stops_leaves_no_pool_behind(
+    engine: str, run_prefix: str
+) -> None:
+    seeding, go_on = threading.Event(), threading.Event()
+
+    def seed_waiting_for_the_stop(connection: sa.Connection) -> None:
+        seeding.set()
+        assert go_on.wait(60)
+        connection.execute(sa.text("INSERT INTO items (name) VALUES ('late')"))
+
+    outcome: list[object] = []
+
+    def build() -> None:
+        try:
+            outcome.append(server.snapshot(seed_waiting_for_the_stop, key=unique_key()))
+        except freshdb.FreshDBError as exc:
+            outcome.append(exc)
+
+    server = new_server(engine, run_prefix).start()
+    owner, address = server.stats()["owner"], server.address
+    snapshots = server._snapshots
+    assert snapshots is not None
+    builder = threading.Thread(target=build)
+    builder.start()
+    assert seeding.wait(60)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    try:
+        # The stop has begun closing the session's snapshots; only then does the seed end.
+        for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.05), reraise=True):
+            with attempt:
+                assert snapshots._closed
+    finally:
+        go_on.set()
+        builder.join(60)
+        stopper.join(60)
+    assert not builder.is_alive() and not stopper.is_alive()
+    # The build finished after the session stopped: its pool must not start (it would
+    # clone copies nobody drops, with workers nobody stops).
+    assert len(outcome) == 1 and isinstance(outcome[0], freshdb.FreshDBError), outcome
+    assert "stopped" in str(outcome[0])
+    conn = server.dialect.connect(address)
+    try:
+        left = [
+            parsed.name
+            for parsed in server.dialect.our_databases(conn, run_prefix, ("copy",))
+            if parsed.owner == owner
+        ]
+    finally:
+        conn.close()
+    assert left == []
 
 
 def test_pruning_never_drops_a_snapshot_a_live_session_uses(engine: str, fresh_prefix: str) -> None:

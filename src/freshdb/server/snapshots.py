@@ -135,7 +135,14 @@ class SessionSnapshots:
                     server_gone=self._server_gone,
                 )
             with self._state_lock:
-                self._pools.append((pool, workers))
+                # A stop that began during the build has closed the pools it saw: this
+                # one would clone copies nobody drops, on workers nobody stops.
+                stopped = self._closed
+                if not stopped:
+                    self._pools.append((pool, workers))
+            if stopped:
+                pool.close(drop=True)
+                self._check_open()
             snapshot = Snapshot(template, derivation.parent, pool, self)
             self._snapshots[fingerprint] = snapshot
             log.info(
@@ -178,8 +185,8 @@ class SessionSnapshots:
     def close(self, drop: bool = True) -> None:
         """Close every snapshot's pool (dropping its copies unless the server is gone),
         then the connection marking the snapshots in use."""
-        self._closed = True
         with self._state_lock:
+            self._closed = True
             pools = list(self._pools)
         for pool, _ in pools:
             pool.close(drop=drop)
