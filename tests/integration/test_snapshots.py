@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import secrets
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from tenacity import Retrying, stop_after_delay, wait_fixed
 
 import freshdb
 from freshdb import naming
@@ -256,6 +259,30 @@ def test_a_snapshot_needs_a_seed_and_a_key_that_is_a_string(
         db.snapshot("")
 
 
+def seed_rows(count: int, connection: sa.Connection) -> None:
+    """``count`` rows: made into a seed by ``functools.partial``, whose source cannot be read."""
+    for n in range(count):
+        connection.execute(sa.text("INSERT INTO items (name) VALUES (:name)"), {"name": f"r{n}"})
+
+
+def test_a_seed_whose_source_cannot_be_read_is_named_by_its_key(
+    server: freshdb.DatabaseServer,
+) -> None:
+    # A partial (or a callable object) has no source to fingerprint: the key the guide
+    # offers for "a seed whose result depends on something freshdb cannot see" names it.
+    key = unique_key()
+    two = server.snapshot(functools.partial(seed_rows, 2), key=key)
+    five = server.snapshot(functools.partial(seed_rows, 5), key=f"{key}-5")
+    with two.database() as db:
+        assert len(rows(db)) == 2
+    with five.database() as db:
+        assert len(rows(db)) == 5
+    assert "0x" not in metadata_of(server, two.name)["seed"]  # no memory address in it
+    # Without a key, the error says to pass one to snapshot(), not to a migrator.
+    with pytest.raises(freshdb.ConfigurationError, match=r"snapshot\(seed, key="):
+        server.snapshot(functools.partial(seed_rows, 3))
+
+
 def test_a_failing_seed_names_itself_and_its_statement_and_leaves_nothing_complete(
     server: freshdb.DatabaseServer,
 ) -> None:
@@ -362,6 +389,59 @@ def test_a_stopped_session_hands_out_no_snapshot_copies(engine: str, run_prefix:
         db.snapshot(unique_key())
     with pytest.raises(freshdb.FreshDBError, match="not started"):
         server.snapshot(seed_five_keep_three)
+
+
+def test_a_snapshot_built_while_the_server_stops_leaves_no_pool_behind(
+    engine: str, run_prefix: str
+) -> None:
+    seeding, go_on = threading.Event(), threading.Event()
+
+    def seed_waiting_for_the_stop(connection: sa.Connection) -> None:
+        seeding.set()
+        assert go_on.wait(60)
+        connection.execute(sa.text("INSERT INTO items (name) VALUES ('late')"))
+
+    outcome: list[object] = []
+
+    def build() -> None:
+        try:
+            outcome.append(server.snapshot(seed_waiting_for_the_stop, key=unique_key()))
+        except freshdb.FreshDBError as exc:
+            outcome.append(exc)
+
+    server = new_server(engine, run_prefix).start()
+    owner, address = server.stats()["owner"], server.address
+    snapshots = server._snapshots
+    assert snapshots is not None
+    builder = threading.Thread(target=build)
+    builder.start()
+    assert seeding.wait(60)
+    stopper = threading.Thread(target=server.stop)
+    stopper.start()
+    try:
+        # The stop has begun closing the session's snapshots; only then does the seed end.
+        for attempt in Retrying(stop=stop_after_delay(30), wait=wait_fixed(0.05), reraise=True):
+            with attempt:
+                assert snapshots._closed
+    finally:
+        go_on.set()
+        builder.join(60)
+        stopper.join(60)
+    assert not builder.is_alive() and not stopper.is_alive()
+    # The build finished after the session stopped: its pool must not start (it would
+    # clone copies nobody drops, with workers nobody stops).
+    assert len(outcome) == 1 and isinstance(outcome[0], freshdb.FreshDBError), outcome
+    assert "stopped" in str(outcome[0])
+    conn = server.dialect.connect(address)
+    try:
+        left = [
+            parsed.name
+            for parsed in server.dialect.our_databases(conn, run_prefix, ("copy",))
+            if parsed.owner == owner
+        ]
+    finally:
+        conn.close()
+    assert left == []
 
 
 def test_pruning_never_drops_a_snapshot_a_live_session_uses(engine: str, fresh_prefix: str) -> None:

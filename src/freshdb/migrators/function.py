@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 
@@ -21,8 +22,12 @@ class CallableMigrator:
     def __init__(self, function: Callable[[Connection], object], key: str | None = None) -> None:
         self.function = function
         self.key = key
-        name = getattr(function, "__qualname__", repr(function))
-        self.description = f"{getattr(function, '__module__', '?')}.{name}()"
+        # A partial or a callable object is named by what it calls or its class (its
+        # repr holds a memory address, different in every process).
+        target = function.func if isinstance(function, functools.partial) else function
+        name = getattr(target, "__qualname__", None) or type(target).__qualname__
+        module = getattr(target, "__module__", None) or type(target).__module__
+        self.description = f"{module}.{name}()"
 
     def fingerprint(self) -> str:
         if self.key is not None:

@@ -22,7 +22,7 @@ from freshdb.database import Database
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.engine_factory import EngineFactory
 from freshdb.errors import ConfigurationError, FreshDBError
-from freshdb.migrators import as_migrator
+from freshdb.migrators import CallableMigrator, Migrator, as_migrator
 from freshdb.pool import ClonePool
 from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.snapshot import Derivation, Snapshot, snapshot_project
@@ -81,7 +81,7 @@ class SessionSnapshots:
             )
         if key is not None and (not isinstance(key, str) or not key):
             raise ConfigurationError(f"a snapshot's key must be a non-empty string, got {key!r}")
-        migrator = as_migrator(seed, self.dialect.sqlalchemy_name)
+        migrator = _fingerprintable(as_migrator(seed, self.dialect.sqlalchemy_name), key)
         derivation = Derivation(
             parent=parent.name,
             parent_fingerprint=parent.fingerprint,
@@ -135,7 +135,14 @@ class SessionSnapshots:
                     server_gone=self._server_gone,
                 )
             with self._state_lock:
-                self._pools.append((pool, workers))
+                # A stop that began during the build has closed the pools it saw: this
+                # one would clone copies nobody drops, on workers nobody stops.
+                stopped = self._closed
+                if not stopped:
+                    self._pools.append((pool, workers))
+            if stopped:
+                pool.close(drop=True)
+                self._check_open()
             snapshot = Snapshot(template, derivation.parent, pool, self)
             self._snapshots[fingerprint] = snapshot
             log.info(
@@ -178,8 +185,8 @@ class SessionSnapshots:
     def close(self, drop: bool = True) -> None:
         """Close every snapshot's pool (dropping its copies unless the server is gone),
         then the connection marking the snapshots in use."""
-        self._closed = True
         with self._state_lock:
+            self._closed = True
             pools = list(self._pools)
         for pool, _ in pools:
             pool.close(drop=drop)
@@ -204,3 +211,25 @@ class SessionSnapshots:
         conn = self._conn
         if conn is not None:
             self.dialect.abort(conn)
+
+
+def _fingerprintable(migrator: Migrator, key: str | None) -> Migrator:
+    """``migrator``, or for a callable whose source cannot be read (a
+    ``functools.partial``, a callable object) one named by ``key`` alone.
+
+    The key is what a snapshot offers for a seed freshdb cannot see into; without
+    one such a seed is an error saying to pass it.
+    """
+    if not isinstance(migrator, CallableMigrator) or migrator.key is not None:
+        return migrator
+    try:
+        migrator.fingerprint()
+    except ConfigurationError:
+        if key is None:
+            raise ConfigurationError(
+                f"cannot read the source of the seed {migrator.description} to fingerprint "
+                "it — name it with a key: server.snapshot(seed, key='v1'), and change the "
+                "key whenever what the seed does changes"
+            ) from None
+        return CallableMigrator(migrator.function, key=key)
+    return migrator
