@@ -58,8 +58,16 @@ def find_snapshot(records: list[TemplateRecord], wanted: str) -> TemplateRecord:
     )
 
 
+#: How many snapshots an error names; a busy server has dozens (status lists them all).
+LISTED_AT_MOST = 8
+
+
 def _listed(records: list[TemplateRecord]) -> str:
-    return ", ".join(r.name + (f" (key {r.key!r})" if r.key else "") for r in records)
+    named = ", ".join(
+        r.name + (f" (key {r.key!r})" if r.key else "") for r in records[:LISTED_AT_MOST]
+    )
+    more = len(records) - LISTED_AT_MOST
+    return f"{named} and {more} more" if more > 0 else named
 
 
 @contextlib.contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from freshdb.cleanup.retention import TemplateRecord
-from freshdb.cli.snapshot_shell import find_snapshot
+from freshdb.cli.snapshot_shell import LISTED_AT_MOST, find_snapshot
 from freshdb.errors import ConfigurationError
 
 
@@ -61,3 +61,13 @@ def test_no_match_lists_the_snapshots_there_are() -> None:
 
 def test_a_base_template_opens_by_its_full_name_only() -> None:
     assert find_snapshot(RECORDS, "fdb_t_aaaa1111").name == "fdb_t_aaaa1111"
+
+
+def test_a_long_list_of_snapshots_is_cut_short() -> None:
+    many = [record(f"fdb_t_cccc{n:04d}", key=f"k{n}") for n in range(LISTED_AT_MOST + 5)]
+    with pytest.raises(ConfigurationError) as caught:
+        find_snapshot(many, "nope")
+    message = str(caught.value)
+    assert f"fdb_t_cccc{LISTED_AT_MOST - 1:04d}" in message
+    assert f"fdb_t_cccc{LISTED_AT_MOST:04d}" not in message
+    assert "and 5 more" in message and "`freshdb status` lists them" in message
