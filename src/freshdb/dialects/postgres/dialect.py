@@ -291,8 +291,8 @@ class PostgresDialect(PostgresLocks):
                 f"cannot snapshot database {name}: {others} other connection"
                 f"{'' if others == 1 else 's'} to it stayed open for {timeout:.0f} s, and "
                 "Postgres copies only a database nobody is connected to — commit and close "
-                "them first (connections checked out of db.engine(), async engines, your "
-                "own drivers' connections)"
+                "them first (connections checked out of db.engine(); an async engine's "
+                "with `await engine.dispose()`; your own drivers' connections)"
             )
 
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
