@@ -13,9 +13,7 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from freshdb import naming
 from freshdb.async_database import AsyncDatabaseContext
@@ -40,13 +38,17 @@ from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
 from freshdb.server.preparation import (
-    import_dialect_meanwhile,
+    START_MODULES,
+    import_meanwhile,
     prepare_template,
     template_origin,
 )
 from freshdb.server.snapshots import SessionSnapshots
 from freshdb.snapshot import Snapshot
 from freshdb.template import Template
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 log = logging.getLogger("freshdb")
 
@@ -117,7 +119,9 @@ class DatabaseServer:
             if self._pool is not None:
                 return self
             started = time.perf_counter()
-            import_dialect_meanwhile(sync_driver(self._driver, self.dialect.family).sqlalchemy_name)
+            import_meanwhile(
+                sync_driver(self._driver, self.dialect.family).sqlalchemy_name, START_MODULES
+            )
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)

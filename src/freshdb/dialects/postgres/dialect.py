@@ -11,12 +11,11 @@ import datetime as dt
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
-from sqlalchemy.engine import URL
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -40,6 +39,9 @@ from freshdb.dialects.postgres.statements import as_psycopg, identifier
 from freshdb.dialects.versions import Flavour
 from freshdb.errors import FreshDBError
 from freshdb.naming import APPLICATION_NAME, database_like_pattern
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 IDLE_SESSION_TIMEOUT_MAJOR = 14  # the idle_session_timeout setting
 # Bounded I/O on every admin connection. A server that is busy still acknowledges
@@ -99,6 +101,8 @@ class PostgresDialect(PostgresLocks):
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        from sqlalchemy.engine import URL
+
         return URL.create(
             "postgresql+psycopg",
             username=address.user,
