@@ -349,6 +349,9 @@ class DockerBackend(ServerBackend):
     def _wait_ready(
         self, container: Container, spec: ContainerSpec, reach: Reachability
     ) -> ServerAddress:
+        # The server is asked for: the session's imports run while it initialises (they
+        # would slow the Docker calls before, sharing the interpreter with them).
+        self.begin_meanwhile()
         return wait_ready(container, self.dialect, spec, reach, self.settings.startup_timeout)
 
     # -- leftovers --------------------------------------------------------------

@@ -119,14 +119,19 @@ class DatabaseServer:
             if self._pool is not None:
                 return self
             started = time.perf_counter()
-            import_meanwhile(
-                sync_driver(self._driver, self.dialect.family).sqlalchemy_name, START_MODULES
-            )
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
             )
+            # SQLAlchemy and the rest are imported while the server starts (a Docker
+            # backend begins them once it has asked for the container).
+            backend.meanwhile = functools.partial(
+                import_meanwhile,
+                sync_driver(self._driver, self.dialect.family).sqlalchemy_name,
+                START_MODULES,
+            )
             running = backend.start()
+            backend.begin_meanwhile()
             log.debug(
                 "start: server found or started (%s, %.3f s)",
                 running.container_name or "",
