@@ -48,7 +48,10 @@ def import_meanwhile(drivername: str, modules: Sequence[str] = ()) -> threading.
             log.debug("importing the %s dialect ahead failed: %s", drivername, exc)
 
     thread = threading.Thread(target=load, name="freshdb-import", daemon=True)
-    thread.start()
+    try:
+        thread.start()
+    except RuntimeError as exc:  # no thread to be had: the modules are imported when used
+        log.debug("importing ahead in a thread failed: %s", exc)
     return thread
 
 
