@@ -26,9 +26,9 @@ log = logging.getLogger("freshdb")
 
 
 def import_meanwhile(drivername: str, modules: Sequence[str] = ()) -> threading.Thread:
-    """Import SQLAlchemy, its dialect of ``drivername`` and ``modules`` in a background
-    thread; the thread is returned (nothing waits for it: whoever needs a module first
-    waits on Python's import lock instead).
+    """Import SQLAlchemy, its dialect of ``drivername``, the driver and ``modules`` in
+    a background thread; the thread is returned (nothing waits for it: whoever needs
+    a module first waits on Python's import lock instead).
 
     ``import freshdb.server`` imports no SQLAlchemy, so that a start asks for its
     server first: the imports (~0.3 s, SQLAlchemy most of it) then run while the
@@ -41,7 +41,7 @@ def import_meanwhile(drivername: str, modules: Sequence[str] = ()) -> threading.
         try:
             from sqlalchemy.engine import URL
 
-            URL.create(drivername).get_dialect()
+            URL.create(drivername).get_dialect().import_dbapi()  # the driver too
             for module in modules:
                 importlib.import_module(module)
         except Exception as exc:
