@@ -85,7 +85,11 @@ def freshdb_breakdown(options: dict[str, Any]) -> None:
 
 def import_freshdb(options: dict[str, Any]) -> None:
     """Only import what any first database needs (what a new process pays before any
-    work): freshdb's server machinery with SQLAlchemy, and the Postgres driver."""
+    work): freshdb's server machinery, SQLAlchemy with its dialect of the Postgres
+    driver, and the driver (freshdb imports the last two while a start waits)."""
+    import psycopg  # noqa: F401
+    import sqlalchemy.dialects.postgresql.psycopg  # noqa: F401
+
     import freshdb.dialects.postgres
     import freshdb.server  # noqa: F401
 

@@ -15,14 +15,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import anyio
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Connection, Engine
 
 from freshdb.drivers import DEFAULT_SYNC, ConnectionParts, Driver
 from freshdb.engine_factory import EngineFactory, async_driver, missing_driver, sync_driver
 from freshdb.errors import FreshDBError
 
 if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection, Engine
     from sqlalchemy.ext.asyncio import AsyncEngine
 
     from freshdb.snapshot import Snapshot
@@ -148,6 +147,7 @@ class Database:
         thread there (``anyio.to_thread.run_sync``); :meth:`server.adatabase()
         <freshdb.DatabaseServer.adatabase>` itself works under both.
         """
+        from sqlalchemy import event
         from sqlalchemy.ext.asyncio import create_async_engine
 
         with self._lock:

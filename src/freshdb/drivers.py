@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 from collections.abc import Callable, Mapping
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from freshdb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 #: The engine family of each engine freshdb serves: the drivers of a family speak
 #: to every engine in it.
@@ -265,6 +266,8 @@ class ConnectionParts:
 
     def url(self, driver: Driver | str) -> URL:
         """A SQLAlchemy URL for ``driver`` (a :class:`Driver` or its name)."""
+        from sqlalchemy.engine import URL
+
         chosen = self._driver(driver)
         return URL.create(
             chosen.sqlalchemy_name,
@@ -284,6 +287,8 @@ class ConnectionParts:
         take; on MySQL/MariaDB ``mysql://user:password@host:port/name``, for tools
         that take URIs (the MySQL drivers take :meth:`connect_args` instead).
         """
+        from sqlalchemy.engine import URL
+
         scheme = "postgresql" if self.family == "postgres" else "mysql"
         url = URL.create(
             scheme,

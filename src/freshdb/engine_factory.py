@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any
-
-import sqlalchemy
-from sqlalchemy import event
-from sqlalchemy.engine import URL, Engine
+from typing import TYPE_CHECKING, Any
 
 from freshdb.drivers import DEFAULT_ASYNC, DEFAULT_SYNC, DRIVERS, ConnectionParts, Driver
 from freshdb.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Engine
 
 log = logging.getLogger("freshdb")
 
@@ -80,6 +79,8 @@ class EngineFactory:
     def create(self, url: URL, **kwargs: Any) -> Engine:
         """A new engine for ``url``, its dialect already initialised when possible;
         a missing driver is said with what to install."""
+        import sqlalchemy
+
         try:
             initialised = self._initialised.get(url.drivername)
             if initialised is None:
@@ -158,6 +159,8 @@ class EngineFactory:
     @staticmethod
     def hand_over(engine: Engine, connection: Any) -> None:
         """Make ``engine`` use ``connection`` for its first connection."""
+        from sqlalchemy import event
+
         waiting = [connection]
 
         def use_waiting(dialect: Any, record: Any, cargs: Any, cparams: Any) -> Any:
@@ -166,6 +169,8 @@ class EngineFactory:
         event.listen(engine, "do_connect", use_waiting)
 
     def _learn(self, url: URL) -> None:
+        import sqlalchemy
+
         with self._lock:
             if url.drivername in self._initialised:
                 return

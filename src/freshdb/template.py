@@ -26,10 +26,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy
-from sqlalchemy.exc import DBAPIError
-from sqlalchemy.pool import NullPool
-
 from freshdb import naming
 from freshdb.build_progress import BuildProgress as BuildProgress
 from freshdb.build_progress import build_progress_shown as build_progress_shown
@@ -321,6 +317,10 @@ class TemplateBuilder:
     ) -> None:
         """Run ``migrator`` on ``database`` and commit; ``failure`` says why it failed:
         a :class:`MigrationError` for a template, a :class:`SeedError` for a snapshot."""
+        import sqlalchemy
+        from sqlalchemy.exc import DBAPIError
+        from sqlalchemy.pool import NullPool
+
         fix = _FIX_THE_SEED if failure is SeedError else _FIX_THE_MIGRATION
         engine = sqlalchemy.create_engine(
             self.dialect.sync_url(self.address, database), poolclass=NullPool

@@ -64,6 +64,18 @@ ProgramRunner = Callable[
 class ServerBackend(abc.ABC):
     """Starts (or finds) a server and, where it owns one, stops it."""
 
+    #: The session's own work to do while the server starts (its imports): run once,
+    #: by :meth:`begin_meanwhile`, which a backend calls when it has asked for the
+    #: server and waits for it to answer, and the session after :meth:`start` returns.
+    meanwhile: Callable[[], object] | None = None
+
+    def begin_meanwhile(self) -> None:
+        """Run :attr:`meanwhile` if it has not run yet (it is meant to return at once,
+        leaving its work to a thread)."""
+        work, self.meanwhile = self.meanwhile, None
+        if work is not None:
+            work()
+
     @abc.abstractmethod
     def start(self) -> RunningServer:
         """Return a server that answers queries, starting one if needed."""

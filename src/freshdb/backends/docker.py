@@ -112,7 +112,9 @@ class DockerBackend(ServerBackend):
         spec = self.dialect.container_spec(self.settings, self.image_name, "")
         check_image_port(image, self.image_name, self.settings.engine, spec.port)
         if self.settings.mode == "throwaway":
-            self.reap_leaked_throwaways()
+            if self.settings.port is not None:
+                # A leaked throwaway may hold the chosen port: it goes first.
+                self.reap_leaked_throwaways()
             container, address = self._start_throwaway(client, image, spec, reach)
             reused = False
         else:
@@ -319,6 +321,10 @@ class DockerBackend(ServerBackend):
         log.debug("start: container created and started (%.3f s)", time.perf_counter() - created)
         THROWAWAYS.remember(container)
         try:
+            self.begin_meanwhile()
+            if self.settings.port is None:
+                # Listing containers takes 40-100 ms: done while the new server initialises.
+                self.reap_leaked_throwaways()
             return container, self._wait_ready(container, spec, reach)
         except BaseException:
             THROWAWAYS.forget(container.id or "")
@@ -349,6 +355,9 @@ class DockerBackend(ServerBackend):
     def _wait_ready(
         self, container: Container, spec: ContainerSpec, reach: Reachability
     ) -> ServerAddress:
+        # The server is asked for: the session's imports run while it initialises (they
+        # would slow the Docker calls before, sharing the interpreter with them).
+        self.begin_meanwhile()
         return wait_ready(container, self.dialect, spec, reach, self.settings.startup_timeout)
 
     # -- leftovers --------------------------------------------------------------

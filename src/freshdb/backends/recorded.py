@@ -116,10 +116,13 @@ class RecordedStickyBackend(ServerBackend):
         key = records.record_key(self.settings, self.image_name, list(spec.command))
         record = records.read_record(key)
         if record is not None:
+            # Checking the record is short and mostly waiting: the imports start now.
+            self.begin_meanwhile()
             running = self._reuse(key, record, spec.port, started)
             if running is not None:
                 return running
         backend = self._docker_backend()
+        backend.meanwhile, self.meanwhile = self.meanwhile, None
         running = backend.start()
         self._remember(key, backend, running)
         return running

@@ -17,14 +17,15 @@ import contextlib
 import dataclasses
 import datetime as dt
 from collections.abc import Collection, Iterator, Mapping, Sequence
-from typing import Any, Protocol
-
-from sqlalchemy.engine import URL, make_url
+from typing import TYPE_CHECKING, Any, Protocol
 
 from freshdb.config import Settings
 from freshdb.dialects.liveness import run_if_still_inside, shut_down, socket_readable
 from freshdb.dialects.versions import Flavour, check_server
 from freshdb.naming import ParsedName, parse_database_name
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 
 class DBAPIConnection(Protocol):
@@ -158,6 +159,8 @@ class Dialect(abc.ABC):
 
     def address_from_url(self, url: str) -> ServerAddress:
         """The admin address of an existing server given by URL."""
+        from sqlalchemy.engine import make_url
+
         parsed = make_url(url)
         return ServerAddress(
             host=parsed.host or "localhost",

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import importlib
 import re
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
-
-from sqlalchemy import MetaData
 
 from freshdb.errors import ConfigurationError
 from freshdb.migrators.alembic import AlembicMigrator
@@ -60,7 +59,7 @@ def as_migrator(schema: Any, sqlalchemy_dialect: str | None = None) -> Migrator:
     """Turn whatever ``schema=`` was given into a :class:`Migrator`."""
     if schema is None:
         return EmptyMigrator()
-    if isinstance(schema, MetaData):
+    if _is_metadata(schema):
         return MetadataMigrator(schema, dialect=sqlalchemy_dialect)
     if isinstance(schema, Migrator):
         return schema
@@ -75,6 +74,13 @@ def as_migrator(schema: Any, sqlalchemy_dialect: str | None = None) -> Migrator:
         "SQLAlchemy MetaData, a .sql file or directory, an alembic.ini, a function taking a "
         "connection, a Migrator, an import path 'package.module:attribute', or a list of these"
     )
+
+
+def _is_metadata(schema: Any) -> bool:
+    # A MetaData exists only once SQLAlchemy is imported: asking costs no import of it
+    # (a start imports SQLAlchemy while its server starts, after this).
+    sqlalchemy = sys.modules.get("sqlalchemy")
+    return sqlalchemy is not None and isinstance(schema, sqlalchemy.MetaData)
 
 
 def _from_string(text: str, sqlalchemy_dialect: str | None) -> Migrator:

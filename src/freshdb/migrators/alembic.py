@@ -23,15 +23,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.engine import URL, Connection
-from sqlalchemy.exc import DBAPIError, InvalidRequestError
-
 from freshdb.errors import ConfigurationError, MigrationError
 from freshdb.migrators.base import digest, migration_progress, shortened_statement
 
 if TYPE_CHECKING:
     from alembic.config import Config
     from alembic.script import ScriptDirectory
+    from sqlalchemy.engine import URL, Connection
 
 #: What an ``env.py`` calls when it runs migrations on an async engine.
 _ASYNC_MARKERS = ("async_engine_from_config", "create_async_engine")
@@ -156,6 +154,8 @@ class AlembicMigrator:
         return any(marker in text for marker in _ASYNC_MARKERS)
 
     def migrate(self, connection: Connection) -> None:
+        from sqlalchemy.exc import InvalidRequestError
+
         url = connection.engine.url
         asynchronous = self.uses_async_engine()
         try:
@@ -253,6 +253,8 @@ def _first_line(text: str) -> str:
 
 
 def _server_message(exc: BaseException) -> str:
+    from sqlalchemy.exc import DBAPIError
+
     if isinstance(exc, DBAPIError):
         statement = shortened_statement(str(exc.statement or ""))
         return f"{str(exc.orig).strip()}\n    in statement: {statement}"

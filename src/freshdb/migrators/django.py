@@ -28,12 +28,13 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
-
-from sqlalchemy.engine import URL, Connection
+from typing import TYPE_CHECKING, Any
 
 from freshdb.errors import ConfigurationError, MigrationError
 from freshdb.migrators.base import digest, migration_progress
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL, Connection
 
 #: Django's database vendors freshdb serves, and the freshdb family of each.
 SERVED_VENDORS = {"postgresql": "postgres", "mysql": "mysql"}

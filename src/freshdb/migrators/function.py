@@ -5,11 +5,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING
 
 from freshdb.errors import ConfigurationError
 from freshdb.migrators.base import digest
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Connection
 
 
 class CallableMigrator:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from sqlalchemy import MetaData, create_mock_engine
-from sqlalchemy.engine import Connection
+from typing import TYPE_CHECKING, Any
 
 from freshdb.migrators.base import digest
+
+if TYPE_CHECKING:
+    from sqlalchemy import MetaData
+    from sqlalchemy.engine import Connection
 
 
 class MetadataMigrator:
@@ -24,6 +25,8 @@ class MetadataMigrator:
 
     def ddl(self) -> list[str]:
         """The DDL statements ``create_all`` would run, compiled for the dialect."""
+        from sqlalchemy import create_mock_engine
+
         statements: list[str] = []
 
         def collect(sql: Any, *_: Any, **__: Any) -> None:

@@ -13,9 +13,7 @@ import logging
 import threading
 import time
 from types import TracebackType
-from typing import Any
-
-from sqlalchemy.engine import URL
+from typing import TYPE_CHECKING, Any
 
 from freshdb import naming
 from freshdb.async_database import AsyncDatabaseContext
@@ -40,13 +38,17 @@ from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
 from freshdb.server.preparation import (
-    import_dialect_meanwhile,
+    START_MODULES,
+    import_meanwhile,
     prepare_template,
     template_origin,
 )
 from freshdb.server.snapshots import SessionSnapshots
 from freshdb.snapshot import Snapshot
 from freshdb.template import Template
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 log = logging.getLogger("freshdb")
 
@@ -117,12 +119,19 @@ class DatabaseServer:
             if self._pool is not None:
                 return self
             started = time.perf_counter()
-            import_dialect_meanwhile(sync_driver(self._driver, self.dialect.family).sqlalchemy_name)
             migrator = as_migrator(self._schema, self.dialect.sqlalchemy_name)
             backend = backend_for(
                 self.settings, self.dialect, retire_superseded=superseded_retirer(self.settings)
             )
+            # SQLAlchemy and the rest are imported while the server starts (a Docker
+            # backend begins them once it has asked for the container).
+            backend.meanwhile = functools.partial(
+                import_meanwhile,
+                sync_driver(self._driver, self.dialect.family).sqlalchemy_name,
+                START_MODULES,
+            )
             running = backend.start()
+            backend.begin_meanwhile()
             log.debug(
                 "start: server found or started (%s, %.3f s)",
                 running.container_name or "",

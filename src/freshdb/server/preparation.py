@@ -8,10 +8,10 @@ uses any more are pruned (:mod:`freshdb.cleanup.retention`).
 
 from __future__ import annotations
 
+import importlib
 import logging
 import threading
-
-from sqlalchemy.engine import URL
+from collections.abc import Sequence
 
 from freshdb.backends import ServerBackend
 from freshdb.cleanup.leftovers import reap_dead_owners
@@ -25,21 +25,39 @@ from freshdb.template_cache.cache import open_template_cache
 log = logging.getLogger("freshdb")
 
 
-def import_dialect_meanwhile(drivername: str) -> None:
-    """Import SQLAlchemy's dialect of ``drivername`` in a background thread.
+def import_meanwhile(drivername: str, modules: Sequence[str] = ()) -> threading.Thread:
+    """Import SQLAlchemy, its dialect of ``drivername``, the driver and ``modules`` in
+    a background thread; the thread is returned (nothing waits for it: whoever needs
+    a module first waits on Python's import lock instead).
 
-    The copies' first connections (the pool's) and the first engine need it; imported
-    while the start waits on the server, it is off the first hand-out's path (about
-    25 ms for psycopg's, measured on a warm start).
+    ``import freshdb.server`` imports no SQLAlchemy, so that a start asks for its
+    server first: the imports (~0.3 s, SQLAlchemy most of it) then run while the
+    server starts, off a cold start's path, and while a warm start checks its server.
+    The template's build, the copies' first connections and the first engine need
+    them. A failure is only logged: whoever needs the module says what is wrong.
     """
 
     def load() -> None:
         try:
-            URL.create(drivername).get_dialect()
-        except Exception as exc:  # the pool says what is wrong when it connects
+            from sqlalchemy.engine import URL
+
+            URL.create(drivername).get_dialect().import_dbapi()  # the driver too
+            for module in modules:
+                importlib.import_module(module)
+        except Exception as exc:
             log.debug("importing the %s dialect ahead failed: %s", drivername, exc)
 
-    threading.Thread(target=load, name="freshdb-import", daemon=True).start()
+    thread = threading.Thread(target=load, name="freshdb-import", daemon=True)
+    try:
+        thread.start()
+    except RuntimeError as exc:  # no thread to be had: the modules are imported when used
+        log.debug("importing ahead in a thread failed: %s", exc)
+    return thread
+
+
+#: What a start's work after the server answers imports, beyond the dialect: the
+#: template's build (an engine without a pool, SQL errors) and ``.sql`` splitting.
+START_MODULES = ("sqlalchemy.pool", "sqlalchemy.exc", "freshdb.migrators.sql_splitter")
 
 
 def prepare_template(

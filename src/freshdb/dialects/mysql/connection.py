@@ -6,12 +6,15 @@ import contextlib
 import math
 import socket
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import pymysql
 from pymysql.constants import CLIENT
-from sqlalchemy.engine import URL
 
 from freshdb.dialects.base import DBAPIConnection, ServerAddress
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 # The longest wait_timeout both engines accept (a year): admin connections, the lease
 # above all, must outlive an idle session (the default closes them after 8 hours).
@@ -43,6 +46,8 @@ def url(
     query: Mapping[str, str] | None = None,
 ) -> URL:
     """A SQLAlchemy URL for ``database`` (or the admin database) with a driver."""
+    from sqlalchemy.engine import URL
+
     return URL.create(
         f"mysql+{driver}",
         username=address.user,

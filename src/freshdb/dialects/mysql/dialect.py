@@ -11,9 +11,9 @@ from __future__ import annotations
 import datetime as dt
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pymysql
-from sqlalchemy.engine import URL
 
 from freshdb import naming
 from freshdb.config import Settings
@@ -37,6 +37,9 @@ from freshdb.dialects.mysql.statements import (
     run_script,
 )
 from freshdb.errors import FreshDBError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 _SERVER_VERSION = re.compile(r"^(\d+)\.(\d+)")
 

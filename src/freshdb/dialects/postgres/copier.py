@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-
-from psycopg import sql
+from typing import TYPE_CHECKING
 
 from freshdb.dialects.base import CopyRecipe, DBAPIConnection, rows, scalar
 from freshdb.dialects.postgres.statements import as_psycopg, identifier
+
+if TYPE_CHECKING:
+    from psycopg import sql
 
 FILE_COPY_MAJOR = 15  # CREATE DATABASE ... STRATEGY FILE_COPY
 _SETTING_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
@@ -41,6 +43,8 @@ class PostgresCopyRecipe(CopyRecipe):
 
 def copy_recipe(conn: DBAPIConnection, template: str, major: int) -> PostgresCopyRecipe:
     """The template's database-level settings and grants, as statements for a copy."""
+    from psycopg import sql
+
     pg = as_psycopg(conn)
     statements: list[str] = []
     # ALTER DATABASE ... SET and ALTER ROLE ... IN DATABASE ... SET: a clone has none.
@@ -91,6 +95,8 @@ def copy_recipe(conn: DBAPIConnection, template: str, major: int) -> PostgresCop
 
 def clone(conn: DBAPIConnection, recipe: PostgresCopyRecipe, name: str) -> None:
     """Make database ``name`` a copy of the recipe's template."""
+    from psycopg import sql
+
     pg = as_psycopg(conn)
     ident = identifier(name)
     statement = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(ident, identifier(recipe.template))
@@ -109,6 +115,8 @@ def setting_value(name: str, stored: str) -> sql.Composable:
     A list setting (``search_path``) comes back as one literal per element, so
     ``app, public`` stays two schemas; any other setting is one literal, as stored.
     """
+    from psycopg import sql
+
     if name.lower() not in _LIST_SETTINGS:
         return sql.Literal(stored)
     elements = split_name_list(stored) or [""]

@@ -11,12 +11,8 @@ import datetime as dt
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import psycopg
-from psycopg import errors as pg_errors
-from psycopg import sql
-from sqlalchemy.engine import URL
 from tenacity import (
     Retrying,
     retry_if_exception_type,
@@ -40,6 +36,9 @@ from freshdb.dialects.postgres.statements import as_psycopg, identifier
 from freshdb.dialects.versions import Flavour
 from freshdb.errors import FreshDBError
 from freshdb.naming import APPLICATION_NAME, database_like_pattern
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 IDLE_SESSION_TIMEOUT_MAJOR = 14  # the idle_session_timeout setting
 # Bounded I/O on every admin connection. A server that is busy still acknowledges
@@ -99,6 +98,8 @@ class PostgresDialect(PostgresLocks):
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
+        from sqlalchemy.engine import URL
+
         return URL.create(
             "postgresql+psycopg",
             username=address.user,
@@ -119,6 +120,8 @@ class PostgresDialect(PostgresLocks):
     def connect(
         self, address: ServerAddress, database: str | None = None, timeout: float = 10.0
     ) -> DBAPIConnection:
+        import psycopg
+
         with self.explained_errors(psycopg.Error):
             conn = psycopg.connect(
                 host=address.host,
@@ -156,6 +159,8 @@ class PostgresDialect(PostgresLocks):
         loopback with a random password, so a single iteration (Postgres 16+) or md5
         (older) is enough, and saves ~3 ms or more per connection.
         """
+        from psycopg import sql
+
         conn = self.connect(address)
         try:
             if self._major(conn) >= 16:
@@ -179,6 +184,8 @@ class PostgresDialect(PostgresLocks):
         connections already open are not affected, and libpq-based drivers accept any
         count, so other sessions only pay the slower login of a stock server.
         """
+        from psycopg import sql
+
         stored = self.rows(
             conn, "SELECT rolpassword FROM pg_authid WHERE rolname = current_user", ()
         )
@@ -228,9 +235,13 @@ class PostgresDialect(PostgresLocks):
         return bool(self.scalar(conn, "SELECT 1 FROM pg_database WHERE datname = %s", (name,)))
 
     def create_database(self, conn: DBAPIConnection, name: str) -> None:
+        from psycopg import sql
+
         as_psycopg(conn).execute(sql.SQL("CREATE DATABASE {}").format(identifier(name)))
 
     def drop_database(self, conn: DBAPIConnection, name: str) -> None:
+        from psycopg import sql
+
         ident = identifier(name)
         is_template = self.scalar(
             conn, "SELECT datistemplate FROM pg_database WHERE datname = %s", (name,)
@@ -249,6 +260,8 @@ class PostgresDialect(PostgresLocks):
     def complete_template(
         self, conn: DBAPIConnection, build: str, template: str, comment: str
     ) -> None:
+        from psycopg import sql
+
         ident = identifier(build)
         # Sealed: nobody's connection can ever block cloning it (SQLSTATE 55006).
         as_psycopg(conn).execute(
@@ -296,6 +309,9 @@ class PostgresDialect(PostgresLocks):
             )
 
     def rename_database(self, conn: DBAPIConnection, old: str, new: str) -> None:
+        from psycopg import errors as pg_errors
+        from psycopg import sql
+
         # Backends of connections just closed can linger a moment; nobody else may
         # stay connected to a database being renamed.
         as_psycopg(conn).execute(
@@ -329,6 +345,8 @@ class PostgresDialect(PostgresLocks):
         return None if value is None else str(value)
 
     def set_template_comment(self, conn: DBAPIConnection, template: str, comment: str) -> None:
+        from psycopg import sql
+
         # Comments live in a shared catalog: a sealed template's can change too. The
         # comment's lock waits for clones in flight from the template (and new
         # clones queue behind it): a short, bounded wait, else the use goes unrecorded.
@@ -343,6 +361,8 @@ class PostgresDialect(PostgresLocks):
     def database_created(
         self, conn: DBAPIConnection, names: Sequence[str]
     ) -> dict[str, dt.datetime]:
+        import psycopg
+
         # Postgres keeps no creation time; PG_VERSION is written when a database is
         # created (cloned or not) and never again. Reading it needs superuser or
         # pg_read_server_files: without that, ages are unknown.

@@ -5,9 +5,6 @@ The messages themselves are shared with MySQL (:mod:`freshdb.dialects.server_err
 
 from __future__ import annotations
 
-import psycopg
-from psycopg import errors as pg_errors
-
 from freshdb.dialects import server_errors
 from freshdb.errors import ConfigurationError
 
@@ -28,6 +25,9 @@ _CREDENTIALS_REFUSED = (
 
 def translate_error(exc: BaseException) -> Exception | None:
     """A ``FreshDBError`` for a psycopg error freshdb can explain, else ``None``."""
+    import psycopg
+    from psycopg import errors as pg_errors
+
     text = str(exc)
     message = server_errors.first_line(text, exc)
     # Refused while connecting, psycopg raises a plain OperationalError with no
