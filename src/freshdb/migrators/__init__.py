@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import importlib
 import re
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -77,10 +76,16 @@ def as_migrator(schema: Any, sqlalchemy_dialect: str | None = None) -> Migrator:
 
 
 def _is_metadata(schema: Any) -> bool:
-    # A MetaData exists only once SQLAlchemy is imported: asking costs no import of it
-    # (a start imports SQLAlchemy while its server starts, after this).
-    sqlalchemy = sys.modules.get("sqlalchemy")
-    return sqlalchemy is not None and isinstance(schema, sqlalchemy.MetaData)
+    # Only an object whose class comes from SQLAlchemy can be a MetaData, and then
+    # SQLAlchemy is imported already: other schemas cost no import of it (a start
+    # imports it while its server starts, after this). The import statement, not
+    # sys.modules, because a start's background thread may be importing SQLAlchemy
+    # right now: sys.modules then holds it half made, and the statement waits for it.
+    if not any(cls.__module__.startswith("sqlalchemy") for cls in type(schema).__mro__):
+        return False
+    import sqlalchemy
+
+    return isinstance(schema, sqlalchemy.MetaData)
 
 
 def _from_string(text: str, sqlalchemy_dialect: str | None) -> Migrator:

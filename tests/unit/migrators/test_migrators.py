@@ -107,3 +107,29 @@ def test_bad_schema_says_what_to_do(schema: object, message: str) -> None:
 def test_empty_sql_directory_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"no \.sql files"):
         SqlMigrator(tmp_path).files()
+
+
+def test_telling_a_metadata_apart_never_reads_a_half_imported_sqlalchemy(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A start imports SQLAlchemy in a background thread while its server starts; until
+    # that import ends, sys.modules holds a module without its names. A schema that is
+    # not SQLAlchemy's is told apart without looking at it at all.
+    import sys
+    import types
+
+    monkeypatch.setitem(sys.modules, "sqlalchemy", types.ModuleType("sqlalchemy"))
+    (tmp_path / "s.sql").write_text("CREATE TABLE t (id int);")
+    assert isinstance(as_migrator(tmp_path / "s.sql"), SqlMigrator)
+    assert isinstance(as_migrator(lambda c: None), CallableMigrator)
+    assert isinstance(as_migrator(None), EmptyMigrator)
+    monkeypatch.undo()
+    assert isinstance(as_migrator(metadata()), MetadataMigrator)  # still found when it is one
+
+
+class _OwnMetaData(sa.MetaData):
+    """A project's subclass of MetaData, defined outside SQLAlchemy."""
+
+
+def test_a_subclass_of_metadata_is_a_metadata() -> None:
+    assert isinstance(as_migrator(_OwnMetaData()), MetadataMigrator)
