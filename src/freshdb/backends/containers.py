@@ -89,6 +89,7 @@ def run_container(
         container = client.containers.create(
             image_name,
             command=list(spec.command),
+            entrypoint=list(spec.entrypoint) or None,
             name=name,
             detach=True,
             environment=dict(spec.environment),

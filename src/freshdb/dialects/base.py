@@ -86,6 +86,9 @@ class ContainerSpec:
     password_variables: Sequence[str]
     #: Where the server keeps its data, if the image declares no VOLUME.
     data_directory: str
+    #: Replaces the image's entrypoint when not empty (``command`` then is its
+    #: arguments); empty: the image's own entrypoint runs ``command``.
+    entrypoint: Sequence[str] = ()
 
 
 @dataclasses.dataclass(frozen=True)
