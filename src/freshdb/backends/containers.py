@@ -26,7 +26,7 @@ from freshdb import naming
 from freshdb._version import __version__
 from freshdb.backends.docker_discovery import ENGINE_UNREACHABLE, Reachability
 from freshdb.config import Settings
-from freshdb.dialects.base import ContainerSpec, Dialect, ServerAddress
+from freshdb.dialects.base import OFFICIAL_ENTRYPOINT, ContainerSpec, Dialect, ServerAddress
 from freshdb.errors import (
     ContainerConflictError,
     DockerUnavailableError,
@@ -85,11 +85,14 @@ def run_container(
     # A tmpfs on every declared VOLUME path: otherwise Docker creates an anonymous
     # volume there that shadows the tmpfs, and the data silently lands on disk.
     tmpfs = {path: f"rw,size={tmpfs_size},mode=1777" for path in volumes}
+    own_entrypoint = tuple((image.attrs.get("Config") or {}).get("Entrypoint") or ())
+    # A dialect's own start-up replaces only the official entrypoint it stands in for.
+    entrypoint = list(spec.entrypoint) if own_entrypoint == OFFICIAL_ENTRYPOINT else []
     try:
         container = client.containers.create(
             image_name,
             command=list(spec.command),
-            entrypoint=list(spec.entrypoint) or None,
+            entrypoint=entrypoint or None,
             name=name,
             detach=True,
             environment=dict(spec.environment),

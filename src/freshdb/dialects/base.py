@@ -87,8 +87,15 @@ class ContainerSpec:
     #: Where the server keeps its data, if the image declares no VOLUME.
     data_directory: str
     #: Replaces the image's entrypoint when not empty (``command`` then is its
-    #: arguments); empty: the image's own entrypoint runs ``command``.
+    #: arguments), but only on an image whose entrypoint is the official images'
+    #: :data:`OFFICIAL_ENTRYPOINT`, which it must fall back to (``exec
+    #: docker-entrypoint.sh "$@"``) whenever it cannot do better; empty, or another
+    #: image: the image's own entrypoint runs ``command``.
     entrypoint: Sequence[str] = ()
+
+
+#: The entrypoint of the official postgres, mariadb and mysql images.
+OFFICIAL_ENTRYPOINT = ("docker-entrypoint.sh",)
 
 
 @dataclasses.dataclass(frozen=True)
