@@ -3,6 +3,11 @@
 The flow of ``start()``: configuration → a backend starts or finds the server →
 this session takes its owner lease → leftovers of dead sessions are reaped → the
 template is found or built → stale templates are pruned → the pool starts cloning.
+Handing out copies is :class:`~freshdb.server.hand_out.CopyHandOut`'s, made at start.
+
+A little over 400 lines: what stays here shares the session's state (the lease,
+the pool, whether the server is gone), which start, stop and the check before
+every hand-out all read and change.
 """
 
 from __future__ import annotations
@@ -26,15 +31,11 @@ from freshdb.dialects import dialect_for
 from freshdb.dialects.base import DBAPIConnection, Dialect, ServerAddress
 from freshdb.drivers import configured_driver
 from freshdb.engine_factory import EngineFactory, sync_driver
-from freshdb.errors import (
-    AcquireCancelledError,
-    FreshDBError,
-    PoolTimeoutError,
-    ServerUnavailableError,
-)
+from freshdb.errors import FreshDBError, ServerUnavailableError
 from freshdb.migrators import Migrator, as_migrator
-from freshdb.pool import Cancellation, ClonePool, Copy
+from freshdb.pool import ClonePool
 from freshdb.server.copy_worker import CopyWorkers, start_copy_pool
+from freshdb.server.hand_out import CopyHandOut
 from freshdb.server.liveness import Liveness, abandoned_if_unanswered
 from freshdb.server.logins import Logins
 from freshdb.server.preparation import (
@@ -104,6 +105,8 @@ class DatabaseServer:
         # The pool's workers, to abort if the server stops answering during stop().
         self._workers: CopyWorkers | None = None
         self._snapshots: SessionSnapshots | None = None
+        # Turns the pools' copies into Databases; made at start, before the pool.
+        self._copies: CopyHandOut | None = None
         # The driver of the URLs and engines tests get (the ``driver`` setting).
         self._driver = configured_driver(self.settings.driver, self.settings.engine)
         self._engines = EngineFactory(self._driver)
@@ -181,6 +184,15 @@ class DatabaseServer:
             self.settings, self.dialect, backend, address, self._lease, self._owner, migrator
         )
         self._template = template
+        self._copies = copies = CopyHandOut(
+            self._logins,
+            address,
+            driver=self._driver,
+            engines=self._engines,
+            check_server=self._check_server,
+            liveness=self._liveness,
+            snapshots=lambda: self._snapshots,
+        )
         self._pool, self._workers = start_copy_pool(
             self.dialect,
             address,
@@ -200,8 +212,8 @@ class DatabaseServer:
             self._owner,
             engines=self._engines,
             server_gone=self._gone_for_good,
-            hand_out=self._hand_out,
-            hand_out_async=self._hand_out_async,
+            hand_out=copies.hand_out,
+            hand_out_async=copies.hand_out_async,
         )
 
     def stop(self) -> None:
@@ -290,11 +302,13 @@ class DatabaseServer:
         :class:`~freshdb.PoolTimeoutError` if no copy is ready within ``timeout``
         (default: the ``acquire_timeout`` setting).
         """
-        return self._hand_out(self._require_pool(), self._template, timeout)
+        pool, copies = self._require_copies()
+        return copies.hand_out(pool, self._template, timeout)
 
     def adatabase(self, timeout: float | None = None) -> AsyncDatabaseContext:
         """``async with server.adatabase() as db``: a fresh copy for async code."""
-        return self._hand_out_async(self._require_pool(), self._template, timeout)
+        pool, copies = self._require_copies()
+        return copies.hand_out_async(pool, self._template, timeout)
 
     def snapshot(
         self, seed: Any, *, key: str | None = None, pool_size: int | None = None
@@ -311,45 +325,6 @@ class DatabaseServer:
         if snapshots is None or template is None:
             raise FreshDBError("the server stopped while making a snapshot")
         return snapshots.snapshot(template, seed, key=key, pool_size=pool_size)
-
-    def _hand_out(
-        self, pool: ClonePool, template: Template | None, timeout: float | None
-    ) -> Database:
-        self._check_server()
-        return self._wrap(pool, self._acquire(pool, timeout), template)
-
-    def _hand_out_async(
-        self, pool: ClonePool, template: Template | None, timeout: float | None
-    ) -> AsyncDatabaseContext:
-        def now() -> Database | None:
-            self._check_server()
-            copy = pool.try_acquire()
-            return None if copy is None else self._wrap(pool, copy, template)
-
-        def waiting(cancel: Cancellation) -> Database:
-            return self._wrap(pool, self._acquire(pool, timeout, cancel), template)
-
-        return AsyncDatabaseContext(now, waiting)
-
-    def _acquire(
-        self, pool: ClonePool, timeout: float | None, cancel: Cancellation | None = None
-    ) -> Copy:
-        try:
-            return pool.acquire(timeout, cancel)
-        except AcquireCancelledError:
-            raise
-        except (ServerUnavailableError, PoolTimeoutError) as exc:
-            # The pool cannot reach the server: if it is gone, say that instead. A
-            # paused server (or a cut network) is told apart too: to the pool it
-            # looks like a clone that never finishes, or a connection timing out.
-            self._check_server(ask_backend=True)
-            unanswered = self._liveness().unanswered_error()
-            if unanswered is not None:
-                raise unanswered from exc
-            raise
-        except FreshDBError:
-            self._check_server()
-            raise
 
     def _check_server(self, ask_backend: bool = False) -> None:
         """Raise if the server is gone: ready copies of a dead server are no use.
@@ -385,24 +360,6 @@ class DatabaseServer:
         pool = self._pool
         return self._liveness().gone_error(pool.last_failure if pool is not None else None)
 
-    def _wrap(self, pool: ClonePool, copy: Copy, template: Template | None) -> Database:
-        address = self.address
-        warm, copy.warm_connection = copy.warm_connection, None
-        snapshots = self._snapshots
-        return Database(
-            self._logins.parts(address, copy.name),
-            release=lambda keep: pool.release(copy, keep=keep),
-            driver=self._driver,
-            engines=self._engines,
-            warm_connection=warm,
-            kept_name=copy.kept_name,
-            snapshot=(
-                functools.partial(snapshots.of_copy, template, copy.name)
-                if snapshots is not None and template is not None
-                else None
-            ),
-        )
-
     def _require_pool(self) -> ClonePool:
         pool = self._pool
         if pool is None:
@@ -411,6 +368,11 @@ class DatabaseServer:
                 "call server.start() first"
             )
         return pool
+
+    def _require_copies(self) -> tuple[ClonePool, CopyHandOut]:
+        pool, copies = self._require_pool(), self._copies
+        assert copies is not None  # made before the pool at start, and kept after stop
+        return pool, copies
 
     # -- facts ------------------------------------------------------------------
     @property
