@@ -1,7 +1,9 @@
-"""A long Django migration history: time to a first usable database, by path.
+"""Long Django migration histories: time to a first usable database, by path.
 
-The project of :mod:`benchmarks.django_project` with a history of 150 generated
-migrations (plus Django's own apps), each sample a new Python process timed from
+The project of :mod:`benchmarks.django_project` with each of two generated histories
+(plus Django's own apps): 150 cheap migrations in one app, and the project-shaped
+history (160 migrations in eight apps, with relations, alterations, renames, indexes,
+constraints and data migrations). Each sample is a new Python process timed from
 its spawn to the answer of a query on its first database (imports included):
 
 - ``migrate``: the sticky server runs but has no template for the history yet (each
@@ -16,6 +18,8 @@ its spawn to the answer of a query on its first database (imports included):
 
 Each child reports where its time went (the import, the container's start, the
 template's build or restore, the first copy), so the CI rows come with a breakdown.
+Both histories get the same rows (keys ``django_history.*`` and
+``django_history.project.*``) and issue 17's target on the cache path.
 """
 
 from __future__ import annotations
