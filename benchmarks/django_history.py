@@ -219,7 +219,7 @@ def time_cache_restore(
 
 def time_ci_migrate(root: Path, env: dict[str, str], image: str, table: str) -> Sample:
     """The CI path without a cache: nothing running, a throwaway server, ``migrate``."""
-    settings = {"mode": "throwaway", "prefix": CI_PREFIX, "image": image}
+    settings: dict[str, object] = {"mode": "throwaway", "prefix": CI_PREFIX, "image": image}
     sample = time_child(root, env, settings, table)
     if sample.reused or sample.restored:
         raise RuntimeError("the CI migrate sample did not migrate")

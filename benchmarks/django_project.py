@@ -555,6 +555,7 @@ PROJECT_FIELD_KINDS = (
     ("m2m", 4),
     ("user", 3),
 )
+#: Names a new field of each kind takes (suffixed when the model had it already).
 PROJECT_FIELD_NAMES = {
     "char": ("status", "code", "reference", "label", "currency", "phone", "city", "sku", "title"),
     "text": ("description", "notes", "comment", "body", "terms"),
@@ -570,7 +571,9 @@ PROJECT_FIELD_NAMES = {
 #: Rows a data migration inserts or visits: modest, as a real history's seeding of
 #: lookup tables or back-filling of a column is.
 PROJECT_SEED_ROWS = (20, 200)
+#: The random choices' seed: every run generates (and measures) the same history.
 PROJECT_SEED = 17
+#: The history's length, Django's own apps' migrations not counted.
 PROJECT_MIGRATIONS = 160
 
 
@@ -792,6 +795,7 @@ class ProjectHistory:
 
     # -- the state ----------------------------------------------------------------
     def next_serial(self) -> int:
+        """A number not given before (unique index, constraint and model names)."""
         self.serial += 1
         return self.serial
 
