@@ -1,7 +1,9 @@
-"""A long Django migration history: time to a first usable database, by path.
+"""Long Django migration histories: time to a first usable database, by path.
 
-The project of :mod:`benchmarks.django_project` with a history of 150 generated
-migrations (plus Django's own apps), each sample a new Python process timed from
+The project of :mod:`benchmarks.django_project` with each of two generated histories
+(plus Django's own apps): 150 cheap migrations in one app, and the project-shaped
+history (160 migrations in eight apps, with relations, alterations, renames, indexes,
+constraints and data migrations). Each sample is a new Python process timed from
 its spawn to the answer of a query on its first database (imports included):
 
 - ``migrate``: the sticky server runs but has no template for the history yet (each
@@ -16,6 +18,8 @@ its spawn to the answer of a query on its first database (imports included):
 
 Each child reports where its time went (the import, the container's start, the
 template's build or restore, the first copy), so the CI rows come with a breakdown.
+Both histories get the same rows (keys ``django_history.*`` and
+``django_history.project.*``) and issue 17's target on the cache path.
 """
 
 from __future__ import annotations
@@ -42,8 +46,9 @@ GROUP = "Django, {n} migrations: new process -> first usable database"
 MIGRATIONS = 150
 READY = "READY"
 
-#: The child: freshdb's server for the project's history, a first copy, a query; its
-#: timeline (seconds since the epoch, and what ``stats()`` says the start spent where).
+#: The child: freshdb's server for the project's history, a first copy, a query on one
+#: of the history's tables (its second argument); its timeline
+#: (seconds since the epoch, and what ``stats()`` says the start spent where).
 CHILD = """\
 import json
 import secrets
@@ -60,7 +65,7 @@ server = freshdb.DatabaseServer(
 server.start()
 started = time.time()
 with server.database() as database, database.engine().connect() as connection:
-    connection.exec_driver_sql("SELECT count(*) FROM history_record000").scalar()
+    connection.exec_driver_sql(f"SELECT count(*) FROM {sys.argv[2]}").scalar()
     ready = time.time()
 stats = server.stats()
 server.stop()
@@ -106,11 +111,55 @@ class Sample:
         return self.start - self.container - self.template
 
 
-def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> Sample:
+@dataclasses.dataclass(frozen=True)
+class History:
+    """One generated history the group measures: how its project is written, the table
+    the child queries, the app whose last migration each sample edits, its rows."""
+
+    #: The rows' key prefix, e.g. ``django_history``.
+    key: str
+    #: The table header.
+    group: str
+    #: How the migrate row describes the history.
+    described: str
+    #: ``write_project``'s history arguments.
+    project: dict[str, int]
+    table: str
+    #: The app whose last migration gets each sample's comment.
+    edited_app: str
+
+
+#: The original history: 150 migrations in one app, 30 small unrelated models.
+SIMPLE = History(
+    "django_history",
+    GROUP.format(n=f"{MIGRATIONS + django_project.DJANGO_APP_MIGRATIONS}"),
+    f"{MIGRATIONS} generated + Django's own",
+    {"history": MIGRATIONS},
+    "history_record000",
+    "history",
+)
+_PROJECT = django_project.ProjectHistory(django_project.PROJECT_MIGRATIONS)
+#: The project-shaped history (:class:`benchmarks.django_project.ProjectHistory`).
+PROJECT = History(
+    "django_history.project",
+    (
+        f"Django, project-shaped history of "
+        f"{django_project.PROJECT_MIGRATIONS + django_project.DJANGO_APP_MIGRATIONS} "
+        f"migrations ({len(_PROJECT.apps)} apps): new process -> first usable database"
+    ),
+    f"{django_project.PROJECT_MIGRATIONS} generated in {len(_PROJECT.apps)} apps + Django's own",
+    {"project_history": django_project.PROJECT_MIGRATIONS},
+    f"{_PROJECT.apps[0]}_{_PROJECT.live(_PROJECT.apps[0])[0].name.lower()}",
+    _PROJECT.migrations[-1].app,
+)
+HISTORIES = (SIMPLE, PROJECT)
+
+
+def time_child(root: Path, env: dict[str, str], settings: dict[str, object], table: str) -> Sample:
     """Spawn the child in ``root``; seconds from the spawn to its first query's answer."""
     spawned = time.time()
     result = subprocess.run(
-        [sys.executable, "first_database.py", json.dumps(settings)],
+        [sys.executable, "first_database.py", json.dumps(settings), table],
         cwd=root,
         env=env,
         capture_output=True,
@@ -134,47 +183,60 @@ def time_child(root: Path, env: dict[str, str], settings: dict[str, object]) -> 
     )
 
 
-def new_fingerprint(root: Path, sample: int) -> None:
+def new_fingerprint(root: Path, sample: int, history: History = SIMPLE) -> None:
     """Edit a comment in the history's last migration: the next build starts from nothing."""
-    last = sorted((root / "history" / "migrations").glob("0*.py"))[-1]
+    last = sorted((root / history.edited_app / "migrations").glob("0*.py"))[-1]
     text = last.read_text().split("\n# sample ")[0]
     # A token of the run too: a kept bench server (--keep-servers) has the templates
     # of the previous run's samples.
     last.write_text(f"{text}\n# sample {sample} {RUN_TOKEN}\n")
 
 
-def export_to_cache(root: Path, env: dict[str, str], settings: dict[str, object]) -> Path:
+def export_to_cache(
+    root: Path, env: dict[str, str], settings: dict[str, object], table: str
+) -> Path:
     """Untimed: export the current history's template (on the sticky server) into a cache
     directory, as a CI job's first run leaves it for the next ones."""
     cache = root / "template-cache"
     cache.mkdir(exist_ok=True)
-    exported = time_child(root, env, {**settings, "template_cache": str(cache)})
+    exported = time_child(root, env, {**settings, "template_cache": str(cache)}, table)
     if not exported.reused:
         raise RuntimeError("exporting to the cache built the template again")
     return cache
 
 
-def time_cache_restore(root: Path, env: dict[str, str], cache: Path, image: str) -> Sample:
+def time_cache_restore(
+    root: Path, env: dict[str, str], cache: Path, image: str, table: str
+) -> Sample:
     """The CI path with a warm template cache: nothing running, a throwaway server
     (container start included), the template restored from ``cache``, not migrated."""
     settings = {"mode": "throwaway", "prefix": CI_PREFIX, "image": image}
-    sample = time_child(root, env, {**settings, "template_cache": str(cache)})
+    sample = time_child(root, env, {**settings, "template_cache": str(cache)}, table)
     if not sample.restored:
         raise RuntimeError("the cache sample did not restore its template from the cache")
     return sample
 
 
-def time_ci_migrate(root: Path, env: dict[str, str], image: str) -> Sample:
+def time_ci_migrate(root: Path, env: dict[str, str], image: str, table: str) -> Sample:
     """The CI path without a cache: nothing running, a throwaway server, ``migrate``."""
-    sample = time_child(root, env, {"mode": "throwaway", "prefix": CI_PREFIX, "image": image})
+    settings: dict[str, object] = {"mode": "throwaway", "prefix": CI_PREFIX, "image": image}
+    sample = time_child(root, env, settings, table)
     if sample.reused or sample.restored:
         raise RuntimeError("the CI migrate sample did not migrate")
     return sample
 
 
 def run(context: BenchContext) -> list[Figure]:
-    """Migrating from scratch, reusing the template, and the CI path with and without
-    the template cache (throwaway servers), with the cache path's breakdown."""
+    """For each history: migrating from scratch, reusing the template, and the CI path
+    with and without the template cache (throwaway servers), with the breakdown."""
+    rows: list[Figure] = []
+    for history in HISTORIES:
+        rows += figures(measure(context, history), history)
+    return rows
+
+
+def measure(context: BenchContext, history: History) -> dict[str, list[Sample]]:
+    """The samples of the four paths for one history."""
     samples = context.count(3, 1)
     env = {**environment(context), "DJANGO_SETTINGS_MODULE": "proj.settings"}
     settings: dict[str, object] = {
@@ -182,71 +244,70 @@ def run(context: BenchContext) -> list[Figure]:
         "prefix": PREFIX,
         "image": context.postgres_image,
     }
+    table = history.table
     taken: dict[str, list[Sample]] = {key: [] for key in ("migrate", "reuse", "ci", "cache")}
     with tempfile.TemporaryDirectory(prefix="freshdb-bench-history-") as temporary:
-        root = django_project.write_project(
-            Path(temporary) / "project", tests=1, history=MIGRATIONS
-        )
+        root = django_project.write_project(Path(temporary) / "project", tests=1, **history.project)
         (root / "first_database.py").write_text(CHILD)
         for sample in range(samples):
-            new_fingerprint(root, sample)
-            built = time_child(root, env, settings)
+            new_fingerprint(root, sample, history)
+            built = time_child(root, env, settings, table)
             if built.reused:
                 raise RuntimeError("the migrate sample found a template: its fingerprint is old")
             taken["migrate"].append(built)
-            again = time_child(root, env, settings)
+            again = time_child(root, env, settings, table)
             if not again.reused:
                 raise RuntimeError("the reuse sample built its template again")
             taken["reuse"].append(again)
-            cache = export_to_cache(root, env, settings)
+            cache = export_to_cache(root, env, settings, table)
             # Alternating which CI path goes first: neither always follows the other.
             for path in ("cache", "ci") if sample % 2 == 0 else ("ci", "cache"):
                 if path == "cache":
-                    measured = time_cache_restore(root, env, cache, context.postgres_image)
+                    measured = time_cache_restore(root, env, cache, context.postgres_image, table)
                 else:
-                    measured = time_ci_migrate(root, env, context.postgres_image)
+                    measured = time_ci_migrate(root, env, context.postgres_image, table)
                 taken[path].append(measured)
-    return figures(taken)
+    return taken
 
 
-def figures(taken: dict[str, list[Sample]]) -> list[Figure]:
-    """The rows of the group from the samples of each path."""
-    total = MIGRATIONS + django_project.DJANGO_APP_MIGRATIONS
-    group = GROUP.format(n=f"{total}")
+def figures(taken: dict[str, list[Sample]], history: History = SIMPLE) -> list[Figure]:
+    """The rows of one history from the samples of each path."""
+    group = history.group
+    key = history.key
 
-    def seconds(key: str, part: str = "seconds") -> Summary:
-        return Summary.of([getattr(sample, part) for sample in taken[key]])
+    def seconds(path: str, part: str = "seconds") -> Summary:
+        return Summary.of([getattr(sample, part) for sample in taken[path]])
 
     rows = [
         Figure(
-            "django_history.migrate",
+            f"{key}.migrate",
             group,
-            f"sticky server, migrate from scratch ({MIGRATIONS} generated + Django's own)",
+            f"sticky server, migrate from scratch ({history.described})",
             "s",
             seconds("migrate"),
         ),
         Figure(
-            "django_history.reuse",
+            f"{key}.reuse",
             group,
             "sticky server, template there (reused)",
             "s",
             seconds("reuse"),
-            Comparison("django_history.reuse", "django_history.migrate", "reuse/migrate"),
+            Comparison(f"{key}.reuse", f"{key}.migrate", "reuse/migrate"),
         ),
         Figure(
-            "django_history.ci_migrate",
+            f"{key}.ci_migrate",
             group,
             "CI: nothing running (throwaway), migrate",
             "s",
             seconds("ci"),
         ),
         Figure(
-            "django_history.cache",
+            f"{key}.cache",
             group,
             "CI: nothing running (throwaway), restored from the template cache",
             "s",
             seconds("cache"),
-            Comparison("django_history.cache", "django_history.ci_migrate", "cache/migrate"),
+            Comparison(f"{key}.cache", f"{key}.ci_migrate", "cache/migrate"),
             targets=(TEN_TIMES,),
         ),
     ]
@@ -260,27 +321,27 @@ def figures(taken: dict[str, list[Sample]]) -> list[Figure]:
     )
     for path, name in (("cache", "cache"), ("ci", "migrate")):
         for part, label in parts:
-            key = f"django_history.{path}.{part}"
+            row = f"{key}.{path}.{part}"
             comparison = None
             if part == "template" and path == "cache":
-                comparison = Comparison(key, "django_history.ci.template", "restore/migrate")
+                comparison = Comparison(row, f"{key}.ci.template", "restore/migrate")
             if part == "template" and path == "ci":
                 label = "template build (Django's migrate)"
             rows.append(
                 Figure(
-                    key, group, f"  CI {name} path: {label}", "s", seconds(path, part), comparison
+                    row, group, f"  CI {name} path: {label}", "s", seconds(path, part), comparison
                 )
             )
     # What bounds the ratio: the cache path's time without its template step, i.e.
     # what it would take if the restore cost nothing.
     rows.append(
         Figure(
-            "django_history.cache.bound",
+            f"{key}.cache.bound",
             group,
             "  CI cache path less its template step (the ratio's floor)",
             "s",
             Summary.of([sample.seconds - sample.template for sample in taken["cache"]]),
-            Comparison("django_history.cache.bound", "django_history.ci_migrate", "floor/migrate"),
+            Comparison(f"{key}.cache.bound", f"{key}.ci_migrate", "floor/migrate"),
         )
     )
     return rows
