@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Build local stand-ins for the official postgres, mariadb and mysql images from
 # Debian packages, for machines that reach Debian's package mirror but no image
-# registry. Idempotent: an image that already exists is left alone (FORCE=1 rebuilds).
+# registry. Idempotent: an image built from the current recipe (its directory here and
+# its build arguments) is left alone; one built from another recipe is rebuilt on its
+# Debian base in seconds, the base kept; FORCE=1 rebuilds the base too.
 #
 #   docker/build-images.sh                 the images `make test` needs by default
 #   docker/build-images.sh all             the whole server matrix
@@ -50,12 +52,28 @@ mirror() {
   printf '%s' "$uri"
 }
 
+# The label naming what an image was built from, so a changed Dockerfile or
+# entrypoint rebuilds an image made before the change.
+RECIPE_LABEL=io.freshdb.stand-in.recipe
+
+recipe() {
+  # A digest of the image's directory and its matrix entry (suite, packages, build
+  # arguments): what `docker build` turns the base into.
+  local kind=$1 entry=$2
+  { printf '%s\n' "$entry"; cd "$here/$kind" && find . -type f | LC_ALL=C sort \
+      | xargs sha256sum; } | sha256sum | cut -c1-16
+}
+
 build() {
   local entry=$1 kind=${1%%:*} version=${1##*:}
   local suite packages args
   read -r suite packages args < <(matrix "$entry") || { log "unknown image: $entry"; exit 2; }
   local image="$REPOSITORY/$kind:$version" base="$REPOSITORY/$kind-base:$version"
-  if [ "${FORCE:-0}" != "1" ] && docker image inspect "$image" >/dev/null 2>&1; then
+  local wanted built
+  wanted=$(recipe "$kind" "$suite $packages $args")
+  built=$(docker image inspect -f "{{ index .Config.Labels \"$RECIPE_LABEL\" }}" "$image" \
+          2>/dev/null || true)
+  if [ "${FORCE:-0}" != "1" ] && [ "$built" = "$wanted" ]; then
     log "image $image is present"
     return 0
   fi
@@ -85,7 +103,7 @@ build() {
     tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
     rm -rf "$rootfs" "$rootfs.log"
   fi
-  local build_args=(--build-arg "BASE=$base")
+  local build_args=(--build-arg "BASE=$base" --label "$RECIPE_LABEL=$wanted")
   if [ "$args" != "-" ]; then
     local IFS=,
     for arg in $args; do build_args+=(--build-arg "$arg"); done

@@ -30,7 +30,7 @@ from freshdb.dialects.base import (
     ServerAddress,
     ServerDefaults,
 )
-from freshdb.dialects.postgres import copier, errors
+from freshdb.dialects.postgres import copier, direct_start, errors
 from freshdb.dialects.postgres.locks import PostgresLocks
 from freshdb.dialects.postgres.statements import as_psycopg, identifier
 from freshdb.dialects.versions import Flavour
@@ -95,6 +95,9 @@ class PostgresDialect(PostgresLocks):
             admin_database=self.defaults.admin_database,
             password_variables=("POSTGRES_PASSWORD",),
             data_directory="/var/lib/postgresql/data",
+            # initdb, then the server: no temporary set-up server (~0.2 s); the
+            # official entrypoint whenever that would not end the same way.
+            entrypoint=direct_start.ENTRYPOINT,
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
