@@ -120,8 +120,8 @@ chown mysql:mysql "$datadir" /run/mysqld /var/run/mysqld
 
 if [ "$flavour" = mariadb ]; then
   server=mariadbd
-  # As the official image: no test database, root by password, the bootstrap
-  # independent of this host's name (no root@<container id> to remove).
+  # As the official image: no test database, root by password, and a bootstrap
+  # independent of the host's name (no root@<container id>, no anonymous accounts).
   if ! output=$(mariadb-install-db "$@" --user=mysql --datadir="$datadir" \
       --cross-bootstrap --skip-test-db --auth-root-authentication-method=normal \
       --old-mode=UTF8_IS_UTF8MB3 --default-time-zone=SYSTEM --enforce-storage-engine= \
@@ -149,8 +149,7 @@ fi
 init_file=$(mktemp /tmp/freshdb-init.XXXXXX)
 if [ "$flavour" = mariadb ]; then
   cat >"$init_file" <<SQL
-DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', ''@'localhost';
-EXECUTE IMMEDIATE CONCAT('DROP USER IF EXISTS ''root''@''', @@hostname, ''', ''''@''', @@hostname, '''');
+DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1';
 SET PASSWORD FOR 'root'@'localhost' = PASSWORD('$password');
 CREATE USER 'root'@'%' IDENTIFIED BY '$password';
 GRANT ALL ON *.* TO 'root'@'%' WITH GRANT OPTION;
