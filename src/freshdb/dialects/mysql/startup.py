@@ -146,6 +146,7 @@ fi
 
 # The accounts, made by the server before it accepts a connection. The file holds
 # the password, as the container's own environment does; only mysql may read it.
+rm -f /tmp/freshdb-init.*  # a restarted container's earlier start
 init_file=$(mktemp /tmp/freshdb-init.XXXXXX)
 if [ "$flavour" = mariadb ]; then
   cat >"$init_file" <<SQL
