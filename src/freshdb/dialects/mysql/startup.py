@@ -5,15 +5,19 @@ a temporary server without networking to set the root password (and run
 ``/docker-entrypoint-initdb.d``), stops it, and only then starts the real server.
 freshdb's containers need none of that second server: :data:`ENTRYPOINT` initialises
 the data directory the same way, then starts the server once, the accounts made by
-``--init-file`` before it accepts a connection. Measured on the stand-in images, a
-first start saves 0.3 s (MariaDB 10.11), 0.8 s (MariaDB 11.8) and 2.8 s (MySQL 9).
+``--init-file`` before it accepts a connection. Measured on the stand-in images
+(benchmarks/README.md), a first start takes 0.3 s less (MariaDB 10.11), 0.6-1.0 s
+(MariaDB 11.8) and 2.1-2.7 s (MySQL 9).
 
 The end state is the entrypoint's: ``root@localhost`` and ``root@'%'`` with the
 container's password and the server's default authentication plugin, all privileges
 with grant option, no anonymous or host-named accounts, no test database, no time
 zone tables (freshdb skips them with ``*_INITDB_SKIP_TZINFO``), the server's own
-configuration files. Whenever the script cannot tell that the direct start gives
-that, it runs the image's entrypoint unchanged, and says why in the container log.
+configuration files. Not made, as freshdb uses neither: the official mariadb image's
+health-check accounts (for its ``healthcheck.sh``, which freshdb's containers do not
+run) and its ``GRANT PROXY`` to ``root@'%'``. Whenever the script cannot tell that
+the direct start gives that end state, it runs the image's entrypoint unchanged, and
+says why in the container log.
 """
 
 from __future__ import annotations
