@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The official mariadb image's entrypoint contract, reduced to what it promises:
 # MARIADB_ROOT_PASSWORD / MYSQL_ROOT_PASSWORD, MARIADB_DATABASE / MYSQL_DATABASE,
-# MARIADB_USER / MARIADB_PASSWORD; initialisation on first start; arguments
-# beginning with "-" are passed to mariadbd.
+# MARIADB_USER / MARIADB_PASSWORD; initialisation on first start, then the *.sql and
+# *.sh files of /docker-entrypoint-initdb.d; arguments beginning with "-" are passed
+# to mariadbd.
 set -Eeuo pipefail
+shopt -s nullglob
 
 if [ "${1:0:1}" = '-' ]; then
   set -- mariadbd "$@"
@@ -56,6 +58,15 @@ if [ "$1" = 'mariadbd' ] || [ "$1" = 'mysqld' ]; then
       fi
       echo "FLUSH PRIVILEGES;"
     } | mariadb --protocol=socket --socket="$socket" -uroot
+    for f in /docker-entrypoint-initdb.d/*; do
+      case "$f" in
+        *.sql) echo "$0: running $f"
+               MYSQL_PWD=$root_password mariadb --protocol=socket --socket="$socket" -uroot \
+                 ${database:+--database="$database"} <"$f" ;;
+        *.sh) echo "$0: running $f"; . "$f" ;;
+        *) echo "$0: ignoring $f" ;;
+      esac
+    done
     kill "$pid"
     wait "$pid" || true
     echo 'MariaDB init process done. Ready for start up.'

@@ -2,9 +2,10 @@
 # The official mysql image's entrypoint contract, reduced to what it promises:
 # MYSQL_ROOT_PASSWORD (or MYSQL_ALLOW_EMPTY_PASSWORD), MYSQL_ROOT_HOST (default %),
 # MYSQL_DATABASE, MYSQL_USER / MYSQL_PASSWORD; a datadir made by
-# `mysqld --initialize-insecure` on first start; arguments beginning with "-" are
-# passed to mysqld.
+# `mysqld --initialize-insecure` on first start, then the *.sql and *.sh files of
+# /docker-entrypoint-initdb.d; arguments beginning with "-" are passed to mysqld.
 set -Eeuo pipefail
+shopt -s nullglob
 
 if [ "${1:0:1}" = '-' ]; then
   set -- mysqld "$@"
@@ -61,6 +62,15 @@ if [ "$1" = 'mysqld' ]; then
       fi
       echo "FLUSH PRIVILEGES;"
     } | mysql --protocol=socket --socket="$socket" -uroot
+    for f in /docker-entrypoint-initdb.d/*; do
+      case "$f" in
+        *.sql) echo "$0: running $f"
+               MYSQL_PWD=$root_password mysql --protocol=socket --socket="$socket" -uroot \
+                 ${MYSQL_DATABASE:+--database="$MYSQL_DATABASE"} <"$f" ;;
+        *.sh) echo "$0: running $f"; . "$f" ;;
+        *) echo "$0: ignoring $f" ;;
+      esac
+    done
     kill "$pid"
     wait "$pid" || true
     echo 'MySQL init process done. Ready for start up.'

@@ -2,8 +2,8 @@
 
 Its ownership and template locks come from :class:`~.locks.MySQLLocks`, which it
 extends; the rest of what is particular to these engines lives beside it:
-:mod:`.flags` (server flags), :mod:`.connection`, :mod:`.errors`, :mod:`.schema` and
-:mod:`.copier`.
+:mod:`.flags` (server flags), :mod:`.startup` (the container's start), :mod:`.connection`,
+:mod:`.errors`, :mod:`.schema` and :mod:`.copier`.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from freshdb.dialects.base import (
     ServerAddress,
     ServerDefaults,
 )
-from freshdb.dialects.mysql import connection, copier, errors
+from freshdb.dialects.mysql import connection, copier, errors, startup
 from freshdb.dialects.mysql.flags import image_flavour, server_flags
 from freshdb.dialects.mysql.locks import MySQLLocks
 from freshdb.dialects.mysql.statements import (
@@ -76,6 +76,8 @@ class MySQLDialect(MySQLLocks):
             admin_database=self.defaults.admin_database,
             password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
             data_directory="/var/lib/mysql",
+            # One server start instead of the official entrypoint's two (see .startup).
+            entrypoint=startup.ENTRYPOINT,
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:
