@@ -28,6 +28,8 @@ if [ "$1" = 'mariadbd' ] || [ "$1" = 'mysqld' ]; then
     fi
     mariadb-install-db --user=mysql --datadir="$datadir" --skip-test-db \
       --auth-root-authentication-method=normal >/dev/null
+    # (The official entrypoint's docker_temp_server_start: freshdb's start-up
+    # script looks for that name before it replaces the entrypoint.)
     # A temporary server without networking, like the official image, so no
     # client reaches it over TCP before initialisation is over.
     socket=/run/mysqld/init.sock

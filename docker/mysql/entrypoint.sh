@@ -33,6 +33,8 @@ if [ "$1" = 'mysqld' ]; then
       "$@" --initialize-insecure --user=mysql --datadir="$datadir" >&2 || true
       exit 1
     }
+    # (The official entrypoint's docker_temp_server_start: freshdb's start-up
+    # script looks for that name before it replaces the entrypoint.)
     # A temporary server without networking, like the official image, so no
     # client reaches it over TCP before initialisation is over.
     socket=/var/run/mysqld/init.sock

@@ -38,6 +38,8 @@ if [ "$1" = 'postgres' ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   printf 'host all all all %s\n' "$method" >>"$PGDATA/pg_hba.conf"
   printf "listen_addresses = '*'\n" >>"$PGDATA/postgresql.conf"
 
+  # (The official entrypoint's docker_temp_server_start: freshdb's start-up
+  # script looks for that name before it replaces the entrypoint.)
   # Like the official image: a temporary server on the local socket only, so
   # nobody can connect over TCP before initialisation is over.
   pg_ctl -D "$PGDATA" -o "-c listen_addresses=''" -w start >/dev/null

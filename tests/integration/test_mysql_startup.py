@@ -242,3 +242,43 @@ def test_the_script_starts_directly_when_nothing_stands_in_the_way(
     # The same run as the cases above with nothing changed: they differ by their change only.
     line = _first_freshdb_line(docker_client, mysql_family, prefix=fresh_prefix)
     assert line.startswith(startup.DIRECT_START_MARKER)
+
+
+@pytest.mark.parametrize(
+    ("lines", "reason"),
+    [
+        (
+            [
+                "RUN mkdir -p /etc/mysql/conf.d && printf"
+                " '[mysqld]\\ninit-file=/etc/provision.sql\\n' > /etc/mysql/conf.d/zz-provision.cnf"
+            ],
+            "the configuration sets --init-file",
+        ),
+        (
+            ["RUN sed -i '/docker_temp_server_start/d' \"$(command -v docker-entrypoint.sh)\""],
+            "docker-entrypoint.sh is not the official one",
+        ),
+    ],
+    ids=["configured-init-file", "own-entrypoint"],
+)
+def test_a_derived_image_the_script_cannot_match_goes_to_its_entrypoint(
+    mysql_family: ServerUnderTest,
+    fresh_prefix: str,
+    docker_client: Any,
+    lines: list[str],
+    reason: str,
+) -> None:
+    dockerfile = "\n".join([f"FROM {mysql_family.image}", *lines]) + "\n"
+    # The name keeps the server and its version, which freshdb reads from it.
+    flavour = image_flavour(mysql_family.engine, mysql_family.image)
+    version = mysql_family.image.rpartition(":")[2] if ":" in mysql_family.image else "latest"
+    tag = f"freshdb-test-derived/{flavour}:{version}-{fresh_prefix}-{secrets.token_hex(2)}"
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
+    )
+    try:
+        derived = ServerUnderTest(mysql_family.engine, tag)
+        line = _first_freshdb_line(docker_client, derived, prefix=fresh_prefix)
+    finally:
+        docker_client.images.remove(image.id, force=True)
+    assert line == f"{startup.FALLBACK_MARKER} ({reason})"

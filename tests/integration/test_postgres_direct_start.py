@@ -227,6 +227,24 @@ def test_an_image_with_init_scripts_starts_through_its_entrypoint(
             assert conn.exec_driver_sql("SELECT 1").scalar() == 1
 
 
+def test_an_image_with_its_own_entrypoint_script_starts_through_it(
+    docker_client: Any, fresh_prefix: str, derived_image: Any
+) -> None:
+    # A derived image's own docker-entrypoint.sh (here: the image's, without the
+    # official one's telltale function name) may do what the direct start skips.
+    image = derived_image(
+        ["RUN sed -i '/docker_temp_server_start/d' \"$(command -v docker-entrypoint.sh)\""]
+    )
+    with freshdb.DatabaseServer(
+        "postgres", image=image, mode="throwaway", prefix=fresh_prefix, pool_size=1
+    ) as server:
+        logs = logs_of(docker_client, server)
+        assert MARKER not in logs
+        assert ENTRYPOINT_DONE in logs
+        with server.database() as db, db.engine().connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
 @pytest.mark.server
 def test_initdb_arguments_of_the_image_are_honoured_as_the_entrypoint_reads_them(
     docker_client: Any, fresh_prefix: str, derived_image: Any

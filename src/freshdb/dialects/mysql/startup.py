@@ -50,7 +50,8 @@ refusal() {  # sets $why when the direct start cannot be sure to match the entry
   for flag; do
     case $flag in
       --help|--verbose|--version|--print-defaults|--no-defaults|--defaults*|\
-      --datadir=*|--user=*|--init-file=*|--initialize*|--bootstrap|--skip-grant-tables)
+      --datadir=*|--user=*|--init[-_]file=*|--initialize*|--bootstrap|\
+      --skip[-_]grant[-_]tables|--skip[-_]networking*)
         why="the flag $flag"; return 0 ;;
       --*) ;;
       *) why="the argument $flag is not a server flag"; return 0 ;;
@@ -61,7 +62,7 @@ refusal() {  # sets $why when the direct start cannot be sure to match the entry
   names=$(env | while IFS='=' read -r name _; do
     case $name in
       MARIADB_ROOT_PASSWORD|MYSQL_ROOT_PASSWORD|MARIADB_INITDB_SKIP_TZINFO|\
-      MYSQL_INITDB_SKIP_TZINFO|MARIADB_VERSION|MYSQL_MAJOR|MYSQL_VERSION|\
+      MYSQL_INITDB_SKIP_TZINFO|MARIADB_VERSION|MARIADB_MAJOR|MYSQL_MAJOR|MYSQL_VERSION|\
       MYSQL_SHELL_VERSION) ;;
       MARIADB_*|MYSQL_*) printf '%s ' "$name" ;;
     esac
@@ -93,17 +94,28 @@ refusal() {  # sets $why when the direct start cannot be sure to match the entry
     why='no server tools this script knows'; return 0
   fi
   if ! id -u mysql >/dev/null 2>&1; then why='no mysql user'; return 0; fi
-  # The configuration may put the data elsewhere (a derived image's own VOLUME).
-  if command -v my_print_defaults >/dev/null; then
-    if [ "$flavour" = mariadb ]; then
-      options=$(my_print_defaults --mysqld) || { why='my_print_defaults failed'; return 0; }
-    else
-      options=$(my_print_defaults mysqld server) || { why='my_print_defaults failed'; return 0; }
-    fi
-    configured=$(printf '%s\n' "$options" | sed -n 's/^--datadir=//p' | tail -n 1)
-    if [ -n "$configured" ] && [ "${configured%/}" != "$datadir" ]; then
-      why="the configuration's datadir is $configured"; return 0
-    fi
+  # The configuration may put the data elsewhere (a derived image's own VOLUME), or
+  # ask for what the start's own flags would silently override or break.
+  if ! command -v my_print_defaults >/dev/null; then
+    why='no my_print_defaults to read the configuration'; return 0
+  fi
+  if [ "$flavour" = mariadb ]; then
+    options=$(my_print_defaults --mysqld) || { why='my_print_defaults failed'; return 0; }
+  else
+    options=$(my_print_defaults mysqld server) || { why='my_print_defaults failed'; return 0; }
+  fi
+  configured=$(printf '%s\n' "$options" | sed -n 's/^--datadir=//p' | tail -n 1)
+  if [ -n "$configured" ] && [ "${configured%/}" != "$datadir" ]; then
+    why="the configuration's datadir is $configured"; return 0
+  fi
+  clash=$(printf '%s\n' "$options" | grep -xv -e '--user=mysql' \
+    | grep -E '^--(user=|init[-_]file=|skip[-_]grant[-_]tables|skip[-_]networking)' \
+    | head -n 1)
+  if [ -n "$clash" ]; then why="the configuration sets ${clash%%=*}"; return 0; fi
+  # Only the official entrypoint (or a stand-in for it) is safe to replace: a derived
+  # image's own script under that name may do what this one would skip.
+  if ! grep -qs docker_temp_server_start "$(command -v docker-entrypoint.sh)"; then
+    why='docker-entrypoint.sh is not the official one'; return 0
   fi
   return 0
 }

@@ -57,6 +57,9 @@ direct_start_is_safe() {
   # Root, to make the data directory; the tools and the user to drop to.
   [ "$(id -u)" = 0 ] && [ -n "$as_postgres" ] && id postgres >/dev/null 2>&1 || return 1
   command -v initdb >/dev/null 2>&1 && command -v postgres >/dev/null 2>&1 || return 1
+  # Only the official entrypoint (or a stand-in for it) is safe to replace: a derived
+  # image's own script under that name may do what this one would skip.
+  grep -qs docker_temp_server_start "$(command -v docker-entrypoint.sh)" || return 1
   # What initdb and pg_hba.conf need; the entrypoint explains what is missing.
   [ -n "${PGDATA:-}" ] && [ -n "${POSTGRES_PASSWORD:-}" ] || return 1
   [ -n "${POSTGRES_HOST_AUTH_METHOD:-}" ] || return 1  # else derived from the server
