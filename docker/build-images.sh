@@ -55,6 +55,9 @@ mirror() {
 # The label naming what an image was built from, so a changed Dockerfile or
 # entrypoint rebuilds an image made before the change.
 RECIPE_LABEL=io.freshdb.stand-in.recipe
+# The label naming the Debian suite and packages a base was made from: a changed
+# package list makes the base again (the image's recipe alone would not).
+BASE_LABEL=io.freshdb.stand-in.base
 
 recipe() {
   # A digest of the image's directory and its matrix entry (suite, packages, build
@@ -77,7 +80,18 @@ build() {
     log "image $image is present"
     return 0
   fi
-  if [ "${FORCE:-0}" = "1" ] || ! docker image inspect "$base" >/dev/null 2>&1; then
+  local base_wanted base_built
+  base_wanted=$(printf '%s\n' "$suite $packages" | sha256sum | cut -c1-16)
+  base_built=$(docker image inspect -f "{{ index .Config.Labels \"$BASE_LABEL\" }}" "$base" \
+               2>/dev/null || echo missing)
+  if [ -z "$base_built" ]; then
+    # Made before bases were labelled: kept (making it again takes minutes).
+    log "$base predates its package label; FORCE=1 makes it again from Debian"
+  elif [ "$base_built" != "$base_wanted" ] && [ "$base_built" != missing ]; then
+    log "$base was made from other packages; making it again"
+  fi
+  if [ "${FORCE:-0}" = "1" ] || [ "$base_built" = missing ] \
+      || { [ -n "$base_built" ] && [ "$base_built" != "$base_wanted" ]; }; then
     command -v debootstrap >/dev/null 2>&1 || {
       log "debootstrap is needed to build $image (apt-get install debootstrap)"; exit 1; }
     local rootfs
@@ -100,7 +114,8 @@ build() {
     # Keep the image small: package caches and docs are not needed.
     rm -rf "$rootfs"/var/cache/apt/archives/*.deb "$rootfs"/var/lib/apt/lists/* \
            "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/*
-    tar -C "$rootfs" -c . | docker import - "$base" >/dev/null
+    tar -C "$rootfs" -c . | docker import --change "LABEL $BASE_LABEL=$base_wanted" - "$base" \
+      >/dev/null
     rm -rf "$rootfs" "$rootfs.log"
   fi
   local build_args=(--build-arg "BASE=$base" --label "$RECIPE_LABEL=$wanted")
