@@ -84,6 +84,7 @@ direct_start_is_safe() {
 }
 
 if ! direct_start_is_safe "$@"; then
+  echo 'freshdb: running docker-entrypoint.sh'
   exec docker-entrypoint.sh "$@"
 fi
 
