@@ -8,6 +8,7 @@ cannot (init scripts, a database of another name, data already there, not root).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import secrets
 import tarfile
@@ -194,6 +195,23 @@ def test_a_new_server_starts_directly_and_ends_as_the_entrypoint_would(
     assert direct["hba"][-1][-1] == "md5"  # the line a password login over TCP takes
 
 
+@contextlib.contextmanager
+def started_through_the_entrypoint(
+    docker_client: Any, image: str, prefix: str
+) -> Iterator[freshdb.DatabaseServer]:
+    """A throwaway server of ``image`` that must have started through the image's
+    entrypoint (not directly), and hands out working copies."""
+    with freshdb.DatabaseServer(
+        "postgres", image=image, mode="throwaway", prefix=prefix, pool_size=1
+    ) as server:
+        logs = logs_of(docker_client, server)
+        assert MARKER not in logs
+        assert ENTRYPOINT_DONE in logs
+        with server.database() as db, db.engine().connect() as conn:
+            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+        yield server
+
+
 @pytest.mark.server
 def test_an_image_with_init_scripts_starts_through_its_entrypoint(
     docker_client: Any, fresh_prefix: str, derived_image: Any
@@ -210,21 +228,16 @@ def test_an_image_with_init_scripts_starts_through_its_entrypoint(
             ),
         },
     )
-    with freshdb.DatabaseServer(
-        "postgres", image=image, mode="throwaway", prefix=fresh_prefix, pool_size=1
-    ) as server:
-        logs = logs_of(docker_client, server)
-        assert MARKER not in logs
-        assert ENTRYPOINT_DONE in logs
-        with admin_connection(server) as conn:
-            assert conn.execute("SELECT to_regclass('made_by_init_sql')").fetchone() == (
-                "made_by_init_sql",
-            )
-            assert conn.execute(
-                "SELECT count(*) FROM pg_roles WHERE rolname = 'made_by_init_sh'"
-            ).fetchone() == (1,)
-        with server.database() as db, db.engine().connect() as conn:
-            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    with (
+        started_through_the_entrypoint(docker_client, image, fresh_prefix) as server,
+        admin_connection(server) as conn,
+    ):
+        assert conn.execute("SELECT to_regclass('made_by_init_sql')").fetchone() == (
+            "made_by_init_sql",
+        )
+        assert conn.execute(
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'made_by_init_sh'"
+        ).fetchone() == (1,)
 
 
 def test_an_image_with_its_own_entrypoint_script_starts_through_it(
@@ -235,14 +248,8 @@ def test_an_image_with_its_own_entrypoint_script_starts_through_it(
     image = derived_image(
         ["RUN sed -i '/docker_temp_server_start/d' \"$(command -v docker-entrypoint.sh)\""]
     )
-    with freshdb.DatabaseServer(
-        "postgres", image=image, mode="throwaway", prefix=fresh_prefix, pool_size=1
-    ) as server:
-        logs = logs_of(docker_client, server)
-        assert MARKER not in logs
-        assert ENTRYPOINT_DONE in logs
-        with server.database() as db, db.engine().connect() as conn:
-            assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+    with started_through_the_entrypoint(docker_client, image, fresh_prefix):
+        pass  # the checks are the helper's
 
 
 @pytest.mark.server
