@@ -858,6 +858,19 @@ class ProjectHistory:
         return {column.target.split(".")[0]} if "." in column.target else set()
 
     # -- operations -----------------------------------------------------------------
+    def field_operation(
+        self, kind: str, lower: str, field: str, column: Column, name: str
+    ) -> Operation:
+        """An ``AddField`` or ``AlterField`` of ``column`` on model ``lower``."""
+        source = (
+            f"        migrations.{kind}(\n"
+            f'            model_name="{lower}",\n'
+            f'            name="{field}",\n'
+            f"            field={column.expression()},\n"
+            f"        ),\n"
+        )
+        return Operation(source, name, frozenset(self.references(column)), column.target == "user")
+
     def create_model(self, app: str, *, initial: bool) -> Operation:
         """A ``CreateModel``: a name, a timestamp, and 2-6 fields of the usual kinds."""
         names = self.names[app]
@@ -906,37 +919,15 @@ class ProjectHistory:
             field = self.field_name(model, field_kind)
             column = self.column(model, field_kind, field, added=True)
             model.fields[field] = column
-            source = (
-                f"        migrations.AddField(\n"
-                f'            model_name="{lower}",\n'
-                f'            name="{field}",\n'
-                f"            field={column.expression()},\n"
-                f"        ),\n"
-            )
-            return Operation(
-                source,
-                f"{lower}_{field}",
-                frozenset(self.references(column)),
-                column.target == "user",
-            )
+            return self.field_operation("AddField", lower, field, column, f"{lower}_{field}")
         if kind == "AlterField":
             choices = [(n, c) for n in free for c in model.fields[n].alterations()]
             if not choices:
                 return None
             field, column = self.random.choice(choices)
             model.fields[field] = column
-            source = (
-                f"        migrations.AlterField(\n"
-                f'            model_name="{lower}",\n'
-                f'            name="{field}",\n'
-                f"            field={column.expression()},\n"
-                f"        ),\n"
-            )
-            return Operation(
-                source,
-                f"alter_{lower}_{field}",
-                frozenset(self.references(column)),
-                column.target == "user",
+            return self.field_operation(
+                "AlterField", lower, field, column, f"alter_{lower}_{field}"
             )
         if kind == "RemoveField":
             if not free:
