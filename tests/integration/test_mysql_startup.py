@@ -282,3 +282,38 @@ def test_a_derived_image_the_script_cannot_match_goes_to_its_entrypoint(
     finally:
         docker_client.images.remove(image.id, force=True)
     assert line == f"{startup.FALLBACK_MARKER} ({reason})"
+
+
+def test_directories_the_configuration_names_are_made_for_a_direct_start(
+    mysql_family: ServerUnderTest, fresh_prefix: str, docker_client: Any
+) -> None:
+    # A derived image naming a pid file and secure-file-priv in directories its build
+    # never made: the official entrypoint makes them, so the direct start must too.
+    pid_file = "/run/freshdb-test-pid/server.pid"
+    files_directory = "/var/lib/freshdb-test-files"
+    config = f"[mysqld]\\npid-file={pid_file}\\nsecure-file-priv={files_directory}\\n"
+    dockerfile = (
+        f"FROM {mysql_family.image}\n"
+        # Read last (the packages' own files set a pid file too), whichever family.
+        "RUN d=/etc/mysql/mariadb.conf.d; [ -d $d ] || d=/etc/mysql/mysql.conf.d;"
+        " [ -d $d ] || d=/etc/mysql/conf.d; mkdir -p $d &&"
+        f" printf '{config}' > $d/zz-dirs.cnf\n"
+    )
+    flavour = image_flavour(mysql_family.engine, mysql_family.image)
+    version = mysql_family.image.rpartition(":")[2] if ":" in mysql_family.image else "latest"
+    tag = f"freshdb-test-derived/{flavour}:{version}-{fresh_prefix}-{secrets.token_hex(2)}"
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
+    )
+    try:
+        with freshdb.DatabaseServer(
+            mysql_family.engine, image=tag, mode="throwaway", prefix=fresh_prefix, pool_size=1
+        ) as server:
+            logs = _logs(docker_client, server)
+            with admin(server).connect() as conn:
+                configured = conn.exec_driver_sql("SELECT @@pid_file, @@secure_file_priv").one()
+    finally:
+        docker_client.images.remove(image.id, force=True)
+    assert startup.DIRECT_START_MARKER in logs, logs
+    assert configured[0] == pid_file
+    assert configured[1].rstrip("/") == files_directory

@@ -130,6 +130,29 @@ if [ -n "$why" ]; then
   exec docker-entrypoint.sh "$@"
 fi
 
+# As the official entrypoint: the directories of the files the configuration names
+# (pid, socket, logs, keyring) and secure-file-priv's, made and the mysql user's; a
+# derived image may name one its build never made.
+configured_directories() {
+  printf '%s\n' "$options" | sed -n -E \
+    -e 's/^--(general[-_]log[-_]file|slow[-_]query[-_]log[-_]file)=(.+)$/file:\2/p' \
+    -e 's/^--(keyring[-_]file[-_]data|pid[-_]file|socket)=(.+)$/file:\2/p' \
+    -e 's/^--secure[-_]file[-_]priv=(.+)$/dir:\1/p' \
+  | while IFS= read -r entry; do
+    case $entry in
+      file:*) directory=$(dirname "${entry#file:}") ;;
+      *) directory=${entry#dir:} ;;
+    esac
+    case $directory in ''|NULL|.) continue ;; esac
+    mkdir -p "$directory" || exit 1
+    find "$directory" ! -user mysql -exec chown --no-dereference mysql '{}' + || exit 1
+  done
+}
+if ! configured_directories; then
+  hand_over 'a directory the configuration names cannot be made'
+  exec docker-entrypoint.sh "$@"
+fi
+
 echo "freshdb: starting the server directly ($flavour, no temporary server)"
 mkdir -p "$datadir" /run/mysqld /var/run/mysqld
 chown mysql:mysql "$datadir" /run/mysqld /var/run/mysqld
