@@ -76,6 +76,10 @@ class Settings:
     #: The driver of the URLs tests get (psycopg2, asyncpg, mysqlclient, ...; one per
     #: engine family, comma-separated, for suites on both); unset: psycopg 3 / PyMySQL.
     driver: str | None = None
+    #: Start a new container's server directly, without the official entrypoint's
+    #: temporary server (see :mod:`freshdb.dialects.postgres.direct_start`); off: the
+    #: image's entrypoint always runs.
+    direct_start: bool = True
 
     @property
     def template_retention_seconds(self) -> float:
@@ -123,9 +127,22 @@ def read_pyproject(path: Path | None) -> dict[str, Any]:
     return {str(key).replace("-", "_"): value for key, value in table.items()}
 
 
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
 def _coerce(name: str, value: Any, source: str) -> Any:
     field = _FIELDS[name]
     kind = field.type if isinstance(field.type, str) else str(field.type)
+    if kind == "bool":
+        if isinstance(value, bool):
+            return value
+        word = str(value).strip().lower()
+        if word in _TRUE | _FALSE:
+            return word in _TRUE
+        raise ConfigurationError(
+            f"{name} from {source} must be true or false (1/0, yes/no, on/off), got {value!r}"
+        )
     try:
         if kind in ("int", "int | None"):
             return int(value)

@@ -98,16 +98,15 @@ def test_the_direct_start_ends_where_the_image_entrypoint_ends(
     mysql_family: ServerUnderTest,
     fresh_prefix: str,
     docker_client: Any,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     options = {"image": mysql_family.image, "mode": "throwaway", "prefix": fresh_prefix}
     with freshdb.DatabaseServer(mysql_family.engine, **options) as direct:
         direct_logs = _logs(docker_client, direct)
         direct_state = _end_state(direct, fresh_prefix)
         assert _refuses_a_wrong_password(direct)
-    # The same start with the image's own entrypoint, as before the direct start.
-    monkeypatch.setattr(startup, "ENTRYPOINT", ())
-    with freshdb.DatabaseServer(mysql_family.engine, **options) as official:
+    # The same start with the image's own entrypoint (the setting that turns the
+    # direct start off), as before the direct start.
+    with freshdb.DatabaseServer(mysql_family.engine, direct_start=False, **options) as official:
         official_logs = _logs(docker_client, official)
         official_state = _end_state(official, fresh_prefix)
         assert _refuses_a_wrong_password(official)

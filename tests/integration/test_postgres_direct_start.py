@@ -240,6 +240,15 @@ def test_an_image_with_init_scripts_starts_through_its_entrypoint(
         ).fetchone() == (1,)
 
 
+@pytest.mark.server
+def test_the_direct_start_turned_off_starts_through_the_entrypoint(
+    docker_client: Any, fresh_prefix: str, postgres_image: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FRESHDB_DIRECT_START", "off")
+    with started_through_the_entrypoint(docker_client, postgres_image, fresh_prefix) as server:
+        assert server.settings.direct_start is False
+
+
 def test_an_image_with_its_own_entrypoint_script_starts_through_it(
     docker_client: Any, fresh_prefix: str, derived_image: Any
 ) -> None:

@@ -96,6 +96,7 @@ def test_url_implies_external_mode_unless_a_mode_is_chosen() -> None:
         ({"template_retention": "a while"}, "template_retention: 'a while' is not a duration"),
         ({"template_retention": "-3d"}, "is not a duration"),
         ({"nonsense": 1}, "unknown freshdb setting"),
+        ({"direct_start": "sometimes"}, "direct_start from the arguments must be true or false"),
     ],
 )
 def test_bad_input_says_what_to_do(arguments: dict[str, object], message: str) -> None:
@@ -147,3 +148,21 @@ def test_snapshot_pool_size_defaults_to_two_and_comes_from_the_environment() -> 
     assert resolve_settings({}, environ={}, pyproject=False).snapshot_pool_size == 2
     from_env = resolve_settings({}, environ={"FRESHDB_SNAPSHOT_POOL_SIZE": "5"}, pyproject=False)
     assert from_env.snapshot_pool_size == 5
+
+
+def test_direct_start_is_on_by_default_and_turned_off_from_any_source(tmp_path: Path) -> None:
+    assert resolve_settings({}, environ={}, pyproject=False).direct_start is True
+    for word in ("0", "false", "No", "off"):
+        env = {"FRESHDB_DIRECT_START": word}
+        assert resolve_settings({}, environ=env, pyproject=False).direct_start is False
+    assert (
+        resolve_settings({"direct_start": False}, environ={}, pyproject=False).direct_start is False
+    )
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text("[tool.freshdb]\ndirect-start = false\n")
+    assert resolve_settings({}, environ={}, pyproject=pyproject).direct_start is False
+    # An argument beats the environment, as for every setting.
+    on = resolve_settings(
+        {"direct_start": True}, environ={"FRESHDB_DIRECT_START": "0"}, pyproject=False
+    )
+    assert on.direct_start is True

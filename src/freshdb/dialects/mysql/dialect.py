@@ -77,7 +77,7 @@ class MySQLDialect(MySQLLocks):
             password_variables=("MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD"),
             data_directory="/var/lib/mysql",
             # One server start instead of the official entrypoint's two (see .startup).
-            entrypoint=startup.ENTRYPOINT,
+            entrypoint=startup.ENTRYPOINT if settings.direct_start else (),
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:

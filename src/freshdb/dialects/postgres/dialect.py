@@ -97,7 +97,7 @@ class PostgresDialect(PostgresLocks):
             data_directory="/var/lib/postgresql/data",
             # initdb, then the server: no temporary set-up server (~0.2 s); the
             # official entrypoint whenever that would not end the same way.
-            entrypoint=direct_start.ENTRYPOINT,
+            entrypoint=direct_start.ENTRYPOINT if settings.direct_start else (),
         )
 
     def sync_url(self, address: ServerAddress, database: str | None = None) -> URL:

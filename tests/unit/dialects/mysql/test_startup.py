@@ -44,3 +44,12 @@ def test_the_container_runs_the_script_with_only_server_flags(engine: str, image
     # The password reaches the script through the environment only.
     assert not any("secret-pw" in part for part in spec.entrypoint)
     assert spec.environment["MARIADB_ROOT_PASSWORD"] == spec.environment["MYSQL_ROOT_PASSWORD"]
+
+
+def test_the_direct_start_turned_off_leaves_the_image_entrypoint() -> None:
+    off = MySQLDialect().container_spec(
+        Settings(engine="mariadb", direct_start=False), "mariadb:11.8", "pw"
+    )
+    on = MySQLDialect().container_spec(Settings(engine="mariadb"), "mariadb:11.8", "pw")
+    assert tuple(off.entrypoint) == () and tuple(on.entrypoint) == ENTRYPOINT
+    assert off.command == on.command and off.environment == on.environment

@@ -54,3 +54,13 @@ def test_the_entrypoint_does_not_change_a_sticky_containers_name() -> None:
     assert sticky.container_shape(
         settings, "postgres:17", "sha256:1", spec, "127.0.0.1"
     ) == sticky.container_shape(settings, "postgres:17", "sha256:1", before, "127.0.0.1")
+
+
+def test_the_direct_start_turned_off_leaves_the_image_entrypoint_the_same_command() -> None:
+    settings = freshdb.Settings(engine="postgres", direct_start=False)
+    spec = dialect_for("postgres").container_spec(settings, "postgres:17", "secret")
+    assert tuple(spec.entrypoint) == ()
+    on = dialect_for("postgres").container_spec(
+        dataclasses.replace(settings, direct_start=True), "postgres:17", "secret"
+    )
+    assert spec.command == on.command and spec.environment == on.environment
