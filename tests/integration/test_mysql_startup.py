@@ -10,6 +10,7 @@ the container asks for something it does not do.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import re
 import secrets
@@ -243,6 +244,26 @@ def test_the_script_starts_directly_when_nothing_stands_in_the_way(
     assert line.startswith(startup.DIRECT_START_MARKER)
 
 
+@contextlib.contextmanager
+def _derived_image(
+    docker_client: Any, mysql_family: ServerUnderTest, prefix: str, lines: list[str]
+) -> Iterator[str]:
+    """The image under test with Dockerfile ``lines`` on top, built here and removed
+    afterwards: its tag."""
+    dockerfile = "\n".join([f"FROM {mysql_family.image}", *lines]) + "\n"
+    # The name keeps the server and its version, which freshdb reads from it.
+    flavour = image_flavour(mysql_family.engine, mysql_family.image)
+    version = mysql_family.image.rpartition(":")[2] if ":" in mysql_family.image else "latest"
+    tag = f"freshdb-test-derived/{flavour}:{version}-{prefix}-{secrets.token_hex(2)}"
+    image, _ = docker_client.images.build(
+        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
+    )
+    try:
+        yield tag
+    finally:
+        docker_client.images.remove(image.id, force=True)
+
+
 @pytest.mark.parametrize(
     ("lines", "reason"),
     [
@@ -267,19 +288,9 @@ def test_a_derived_image_the_script_cannot_match_goes_to_its_entrypoint(
     lines: list[str],
     reason: str,
 ) -> None:
-    dockerfile = "\n".join([f"FROM {mysql_family.image}", *lines]) + "\n"
-    # The name keeps the server and its version, which freshdb reads from it.
-    flavour = image_flavour(mysql_family.engine, mysql_family.image)
-    version = mysql_family.image.rpartition(":")[2] if ":" in mysql_family.image else "latest"
-    tag = f"freshdb-test-derived/{flavour}:{version}-{fresh_prefix}-{secrets.token_hex(2)}"
-    image, _ = docker_client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
-    )
-    try:
+    with _derived_image(docker_client, mysql_family, fresh_prefix, lines) as tag:
         derived = ServerUnderTest(mysql_family.engine, tag)
         line = _first_freshdb_line(docker_client, derived, prefix=fresh_prefix)
-    finally:
-        docker_client.images.remove(image.id, force=True)
     assert line == f"{startup.FALLBACK_MARKER} ({reason})"
 
 
@@ -291,28 +302,21 @@ def test_directories_the_configuration_names_are_made_for_a_direct_start(
     pid_file = "/run/freshdb-test-pid/server.pid"
     files_directory = "/var/lib/freshdb-test-files"
     config = f"[mysqld]\\npid-file={pid_file}\\nsecure-file-priv={files_directory}\\n"
-    dockerfile = (
-        f"FROM {mysql_family.image}\n"
-        # Read last (the packages' own files set a pid file too), whichever family.
+    # Read last (the packages' own files set a pid file too), whichever family.
+    lines = [
         "RUN d=/etc/mysql/mariadb.conf.d; [ -d $d ] || d=/etc/mysql/mysql.conf.d;"
         " [ -d $d ] || d=/etc/mysql/conf.d; mkdir -p $d &&"
-        f" printf '{config}' > $d/zz-dirs.cnf\n"
-    )
-    flavour = image_flavour(mysql_family.engine, mysql_family.image)
-    version = mysql_family.image.rpartition(":")[2] if ":" in mysql_family.image else "latest"
-    tag = f"freshdb-test-derived/{flavour}:{version}-{fresh_prefix}-{secrets.token_hex(2)}"
-    image, _ = docker_client.images.build(
-        fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True, forcerm=True, pull=False
-    )
-    try:
-        with freshdb.DatabaseServer(
+        f" printf '{config}' > $d/zz-dirs.cnf"
+    ]
+    with (
+        _derived_image(docker_client, mysql_family, fresh_prefix, lines) as tag,
+        freshdb.DatabaseServer(
             mysql_family.engine, image=tag, mode="throwaway", prefix=fresh_prefix, pool_size=1
-        ) as server:
-            logs = _logs(docker_client, server)
-            with admin(server).connect() as conn:
-                configured = conn.exec_driver_sql("SELECT @@pid_file, @@secure_file_priv").one()
-    finally:
-        docker_client.images.remove(image.id, force=True)
+        ) as server,
+    ):
+        logs = _logs(docker_client, server)
+        with admin(server).connect() as conn:
+            configured = conn.exec_driver_sql("SELECT @@pid_file, @@secure_file_priv").one()
     assert startup.DIRECT_START_MARKER in logs, logs
     assert configured[0] == pid_file
     assert configured[1].rstrip("/") == files_directory
